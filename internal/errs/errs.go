@@ -1,0 +1,168 @@
+// Package errs defines the one error type tenantgate uses everywhere.
+//
+// An *Error carries a Kind (which decides the HTTP status in one table in the
+// web package), a stable Code from seed 004 (TENANT_NOT_FOUND, ...), a message
+// that is safe to show to the caller, optional per-field details, and an
+// optional wrapped cause that is logged but never sent.
+package errs
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Kind classifies an error; web maps each Kind to one HTTP status.
+type Kind int
+
+// The kinds of error.
+const (
+	KindInternal Kind = iota
+	KindInvalid
+	KindUnauthenticated
+	KindForbidden
+	KindNotFound
+	KindConflict
+	KindGone
+	KindTooLarge
+	KindRateLimited
+	KindUnavailable
+)
+
+// Stable error codes (seed 004 plus the ones tenantgate adds).
+const (
+	CodeInternal                = "INTERNAL_ERROR"
+	CodeInvalidRequest          = "INVALID_REQUEST"
+	CodeUnauthorized            = "UNAUTHORIZED"
+	CodeForbidden               = "FORBIDDEN"
+	CodeNotFound                = "NOT_FOUND"
+	CodeRateLimited             = "RATE_LIMITED"
+	CodeUserNotFound            = "USER_NOT_FOUND"
+	CodeUserAlreadyExists       = "USER_ALREADY_EXISTS"
+	CodeInvalidCredentials      = "INVALID_CREDENTIALS"
+	CodeTenantNotFound          = "TENANT_NOT_FOUND"
+	CodeTenantSuspended         = "TENANT_SUSPENDED"
+	CodeTenantDeleted           = "TENANT_DELETED"
+	CodeTenantUnavailable       = "TENANT_UNAVAILABLE"
+	CodeTenantAlreadyExists     = "TENANT_ALREADY_EXISTS"
+	CodeTenantQuotaExceeded     = "TENANT_QUOTA_EXCEEDED"
+	CodeInvalidStateTransition  = "INVALID_STATE_TRANSITION"
+	CodePermissionDenied        = "PERMISSION_DENIED"
+	CodeTokenExpired            = "TOKEN_EXPIRED"
+	CodeTokenInvalid            = "TOKEN_INVALID"
+	CodeMethodNotAllowed        = "METHOD_NOT_ALLOWED"
+	CodePayloadTooLarge         = "PAYLOAD_TOO_LARGE"
+	CodeUnsupportedMediaType    = "UNSUPPORTED_MEDIA_TYPE"
+	CodeTenantScopeRequired     = "TENANT_SCOPE_REQUIRED"
+	CodeServiceUnavailable      = "SERVICE_UNAVAILABLE"
+	CodeLastOwner               = "LAST_OWNER"
+)
+
+// Error is the one error type. Msg is shown to callers; Err is for logs only.
+type Error struct {
+	Kind   Kind
+	Code   string
+	Msg    string
+	Fields map[string]string // per-field problems, shown as details
+	Err    error             // cause; logged, never sent
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Code)
+	if e.Msg != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Msg)
+	}
+	if len(e.Fields) > 0 {
+		keys := make([]string, 0, len(e.Fields))
+		for k := range e.Fields {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		b.WriteString(" (")
+		for i, k := range keys {
+			if i > 0 {
+				b.WriteString("; ")
+			}
+			fmt.Fprintf(&b, "%s: %s", k, e.Fields[k])
+		}
+		b.WriteString(")")
+	}
+	if e.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(e.Err.Error())
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// E builds an error of a kind with a code and a message.
+func E(kind Kind, code, format string, args ...any) *Error {
+	return &Error{Kind: kind, Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Invalid is a 400 INVALID_REQUEST with per-field details.
+func Invalid(msg string, fields map[string]string) *Error {
+	return &Error{Kind: KindInvalid, Code: CodeInvalidRequest, Msg: msg, Fields: fields}
+}
+
+// NotFound is a 404 with the given code.
+func NotFound(code, format string, args ...any) *Error {
+	return E(KindNotFound, code, format, args...)
+}
+
+// Conflict is a 409 with the given code.
+func Conflict(code, format string, args ...any) *Error {
+	return E(KindConflict, code, format, args...)
+}
+
+// Forbidden is a 403 with the given code.
+func Forbidden(code, format string, args ...any) *Error {
+	return E(KindForbidden, code, format, args...)
+}
+
+// Unauthenticated is a 401 with the given code.
+func Unauthenticated(code, format string, args ...any) *Error {
+	return E(KindUnauthenticated, code, format, args...)
+}
+
+// Internal wraps an unexpected cause; callers see only a generic message.
+func Internal(err error, format string, args ...any) *Error {
+	return &Error{Kind: KindInternal, Code: CodeInternal, Msg: fmt.Sprintf(format, args...), Err: err}
+}
+
+// As returns the *Error inside err, if any.
+func As(err error) (*Error, bool) {
+	var e *Error
+	if errors.As(err, &e) {
+		return e, true
+	}
+	return nil, false
+}
+
+// Is reports whether err is an *Error with the given code.
+func Is(err error, code string) bool {
+	e, ok := As(err)
+	return ok && e.Code == code
+}
+
+// Fields collects per-field validation problems.
+type Fields map[string]string
+
+// Add records a problem for a field unless one is already recorded.
+func (f Fields) Add(field, problem string) {
+	if _, ok := f[field]; !ok {
+		f[field] = problem
+	}
+}
+
+// Err returns nil when no problem was recorded, else a 400 INVALID_REQUEST.
+func (f Fields) Err() error {
+	if len(f) == 0 {
+		return nil
+	}
+	return Invalid("the request has invalid fields; see details", f)
+}

@@ -1,0 +1,214 @@
+// Package store opens the database (embedded SQLite or PostgreSQL), runs the
+// versioned migrations, and is the only way to reach tenant data: every access
+// goes through Tx, a transaction bound to the scope in the context. On
+// PostgreSQL, Tx first sets app.tenant_id with set_config(..., true) so that
+// row-level security applies for exactly that transaction; the GORM plugin in
+// plugin.go adds the application-level tenant filter as a second, independent
+// line of defence.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/glebarez/sqlite"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"github.com/tenantgate/tenantgate/internal/errs"
+)
+
+// Dialect is the database flavour.
+type Dialect string
+
+// Supported dialects.
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+// Config says where the database is.
+type Config struct {
+	// URL is postgres://… for PostgreSQL, or sqlite:PATH / a file path for
+	// SQLite. Empty means SQLite at DataDir/tenantgate.db.
+	URL     string
+	DataDir string
+	// MaxOpenConns caps the pool (0: 20 for PostgreSQL, 8 for SQLite).
+	MaxOpenConns int
+	Logger       *slog.Logger
+}
+
+// Store is an open database.
+type Store struct {
+	db      *gorm.DB
+	sqlDB   *sql.DB
+	dialect Dialect
+	log     *slog.Logger
+	where   string // a description without credentials, for logs
+}
+
+// DialectOf tells the dialect a database URL selects.
+func DialectOf(u string) Dialect {
+	if strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://") {
+		return Postgres
+	}
+	return SQLite
+}
+
+// Open connects and configures the pool. It does not migrate.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	gcfg := &gorm.Config{
+		Logger:                 logger.Discard,
+		SkipDefaultTransaction: true,
+		NowFunc:                func() time.Time { return time.Now().UTC() },
+		TranslateError:         false,
+	}
+	s := &Store{dialect: DialectOf(cfg.URL), log: log}
+	var dial gorm.Dialector
+	switch s.dialect {
+	case Postgres:
+		dial = postgres.New(postgres.Config{DSN: cfg.URL})
+		s.where = redactURL(cfg.URL)
+	default:
+		path := strings.TrimPrefix(strings.TrimPrefix(cfg.URL, "sqlite://"), "sqlite:")
+		if path == "" {
+			dir := cfg.DataDir
+			if dir == "" {
+				dir = "data"
+			}
+			path = filepath.Join(dir, "tenantgate.db")
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("create the data directory for %s: %w", path, err)
+		}
+		// WAL lets readers run beside the writer; IMMEDIATE transactions take the
+		// write lock up front so read-then-write transactions never deadlock.
+		dial = sqlite.Open("file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
+			"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate")
+		s.where = "sqlite:" + path
+	}
+	db, err := gorm.Open(dial, gcfg)
+	if err != nil {
+		return nil, fmt.Errorf("open the database %s: %w", s.where, err)
+	}
+	if err := db.Use(tenantPlugin{}); err != nil {
+		return nil, fmt.Errorf("install the tenant plugin: %w", err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, err
+	}
+	maxOpen := cfg.MaxOpenConns
+	if maxOpen == 0 {
+		maxOpen = 20
+		if s.dialect == SQLite {
+			maxOpen = 8
+		}
+	}
+	sqlDB.SetMaxOpenConns(maxOpen)
+	sqlDB.SetMaxIdleConns(maxOpen)
+	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := sqlDB.PingContext(pingCtx); err != nil {
+		_ = sqlDB.Close()
+		return nil, fmt.Errorf("connect to the database %s: %w", s.where, err)
+	}
+	s.db, s.sqlDB = db, sqlDB
+	return s, nil
+}
+
+// Close closes the pool.
+func (s *Store) Close() error { return s.sqlDB.Close() }
+
+// Dialect returns the database flavour.
+func (s *Store) Dialect() Dialect { return s.dialect }
+
+// Where describes the database without credentials.
+func (s *Store) Where() string { return s.where }
+
+// SQL returns the pool, for health checks and tests.
+func (s *Store) SQL() *sql.DB { return s.sqlDB }
+
+// Ping checks the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.sqlDB.PingContext(ctx) }
+
+// Tx runs fn in a transaction confined to the scope in ctx. On PostgreSQL the
+// scope is set with set_config(..., true), which is transaction-local, so a
+// pooled connection never carries it into the next transaction.
+func (s *Store) Tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	scope := ScopeFrom(ctx)
+	if scope.TenantID != "" && !ValidID(scope.TenantID) {
+		return fmt.Errorf("tenant scope %q is not a valid id: %w", scope.TenantID, ErrNoTenantScope)
+	}
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if s.dialect == Postgres {
+			switch {
+			case scope.Platform:
+				if err := tx.Exec("SELECT set_config('app.platform_scope', 'on', true)").Error; err != nil {
+					return err
+				}
+			case scope.TenantID != "":
+				if err := tx.Exec("SELECT set_config('app.tenant_id', ?, true)", scope.TenantID).Error; err != nil {
+					return err
+				}
+			}
+		}
+		return fn(tx)
+	})
+	return s.translate(err)
+}
+
+// translate turns driver errors the API can explain into *errs.Error.
+func (s *Store) translate(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := errs.As(err); ok {
+		return err
+	}
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return err
+	}
+	if IsUniqueViolation(err) {
+		return &errs.Error{Kind: errs.KindConflict, Code: "CONFLICT", Msg: "a record with the same unique value exists", Err: err}
+	}
+	return err
+}
+
+// IsUniqueViolation reports whether err is a unique-constraint failure.
+func IsUniqueViolation(err error) bool {
+	if err == nil {
+		return false
+	}
+	m := err.Error()
+	return strings.Contains(m, "UNIQUE constraint failed") || // SQLite
+		strings.Contains(m, "SQLSTATE 23505") || strings.Contains(m, "duplicate key value") // PostgreSQL
+}
+
+// IsNotFound reports whether err is GORM's record-not-found.
+func IsNotFound(err error) bool { return errors.Is(err, gorm.ErrRecordNotFound) }
+
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "postgres (unparseable URL)"
+	}
+	if u.User != nil {
+		u.User = url.User(u.User.Username())
+	}
+	return u.String()
+}
