@@ -28,35 +28,36 @@ const (
 	KindTooLarge
 	KindRateLimited
 	KindUnavailable
+	KindMethodNotAllowed
 )
 
 // Stable error codes (seed 004 plus the ones tenantgate adds).
 const (
-	CodeInternal                = "INTERNAL_ERROR"
-	CodeInvalidRequest          = "INVALID_REQUEST"
-	CodeUnauthorized            = "UNAUTHORIZED"
-	CodeForbidden               = "FORBIDDEN"
-	CodeNotFound                = "NOT_FOUND"
-	CodeRateLimited             = "RATE_LIMITED"
-	CodeUserNotFound            = "USER_NOT_FOUND"
-	CodeUserAlreadyExists       = "USER_ALREADY_EXISTS"
-	CodeInvalidCredentials      = "INVALID_CREDENTIALS"
-	CodeTenantNotFound          = "TENANT_NOT_FOUND"
-	CodeTenantSuspended         = "TENANT_SUSPENDED"
-	CodeTenantDeleted           = "TENANT_DELETED"
-	CodeTenantUnavailable       = "TENANT_UNAVAILABLE"
-	CodeTenantAlreadyExists     = "TENANT_ALREADY_EXISTS"
-	CodeTenantQuotaExceeded     = "TENANT_QUOTA_EXCEEDED"
-	CodeInvalidStateTransition  = "INVALID_STATE_TRANSITION"
-	CodePermissionDenied        = "PERMISSION_DENIED"
-	CodeTokenExpired            = "TOKEN_EXPIRED"
-	CodeTokenInvalid            = "TOKEN_INVALID"
-	CodeMethodNotAllowed        = "METHOD_NOT_ALLOWED"
-	CodePayloadTooLarge         = "PAYLOAD_TOO_LARGE"
-	CodeUnsupportedMediaType    = "UNSUPPORTED_MEDIA_TYPE"
-	CodeTenantScopeRequired     = "TENANT_SCOPE_REQUIRED"
-	CodeServiceUnavailable      = "SERVICE_UNAVAILABLE"
-	CodeLastOwner               = "LAST_OWNER"
+	CodeInternal               = "INTERNAL_ERROR"
+	CodeInvalidRequest         = "INVALID_REQUEST"
+	CodeUnauthorized           = "UNAUTHORIZED"
+	CodeForbidden              = "FORBIDDEN"
+	CodeNotFound               = "NOT_FOUND"
+	CodeRateLimited            = "RATE_LIMITED"
+	CodeUserNotFound           = "USER_NOT_FOUND"
+	CodeUserAlreadyExists      = "USER_ALREADY_EXISTS"
+	CodeInvalidCredentials     = "INVALID_CREDENTIALS"
+	CodeTenantNotFound         = "TENANT_NOT_FOUND"
+	CodeTenantSuspended        = "TENANT_SUSPENDED"
+	CodeTenantDeleted          = "TENANT_DELETED"
+	CodeTenantUnavailable      = "TENANT_UNAVAILABLE"
+	CodeTenantAlreadyExists    = "TENANT_ALREADY_EXISTS"
+	CodeTenantQuotaExceeded    = "TENANT_QUOTA_EXCEEDED"
+	CodeInvalidStateTransition = "INVALID_STATE_TRANSITION"
+	CodePermissionDenied       = "PERMISSION_DENIED"
+	CodeTokenExpired           = "TOKEN_EXPIRED"
+	CodeTokenInvalid           = "TOKEN_INVALID"
+	CodeMethodNotAllowed       = "METHOD_NOT_ALLOWED"
+	CodePayloadTooLarge        = "PAYLOAD_TOO_LARGE"
+	CodeUnsupportedMediaType   = "UNSUPPORTED_MEDIA_TYPE"
+	CodeTenantScopeRequired    = "TENANT_SCOPE_REQUIRED"
+	CodeServiceUnavailable     = "SERVICE_UNAVAILABLE"
+	CodeLastOwner              = "LAST_OWNER"
 )
 
 // Error is the one error type. Msg is shown to callers; Err is for logs only.

@@ -114,7 +114,9 @@ func TestPluginFailsClosedWithoutScope(t *testing.T) {
 			"count":  func(tx *gorm.DB) error { var n int64; return tx.Model(&userRow{}).Count(&n).Error },
 			"update": func(tx *gorm.DB) error { return tx.Model(&userRow{}).Where("1 = 1").Update("status", "x").Error },
 			"delete": func(tx *gorm.DB) error { return tx.Where("1 = 1").Delete(&userRow{}).Error },
-			"create": func(tx *gorm.DB) error { return tx.Create(&userRow{ID: newID(), TenantID: a, Email: "z@x", Username: "z", Status: "active"}).Error },
+			"create": func(tx *gorm.DB) error {
+				return tx.Create(&userRow{ID: newID(), TenantID: a, Email: "z@x", Username: "z", Status: "active"}).Error
+			},
 		}
 		for name, op := range ops {
 			err := s.Tx(ctx, op)

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// config is read once, from TENANTGATE_* variables and then flags.
+type config struct {
+	Addr            string
+	DataDir         string
+	DatabaseURL     string
+	MigrationURL    string
+	AutoMigrate     string // "", "true", "false"
+	BaseDomain      string
+	PublicURL       string
+	MasterKey       string
+	RedisURL        string
+	LogFormat       string
+	LogLevel        string
+	AccessTTL       time.Duration
+	RefreshTTL      time.Duration
+	PurgeDelay      time.Duration
+	PurgeEvery      time.Duration
+	TrialDays       int
+	BootstrapEmail  string
+	BootstrapPass   string
+	PasswordProfile string // "default" or "fast" (tests only)
+}
+
+// envDoc documents every variable; --help prints it.
+var envDoc = [][2]string{
+	{"TENANTGATE_ADDR", "listen address (default :8080)"},
+	{"TENANTGATE_DATA_DIR", "where SQLite, the master key and files live (default ./data)"},
+	{"TENANTGATE_DATABASE_URL", "postgres://… to use PostgreSQL as the server's role (default: SQLite in the data dir)"},
+	{"TENANTGATE_MIGRATION_DATABASE_URL", "postgres://… of the schema owner, used by `migrate` (default: the database URL)"},
+	{"TENANTGATE_AUTO_MIGRATE", "migrate on serve: default true for SQLite, false for PostgreSQL"},
+	{"TENANTGATE_BASE_DOMAIN", "tenants answer at {slug}.{base domain} (default: none)"},
+	{"TENANTGATE_PUBLIC_URL", "URL clients reach the server at; the token issuer (default http://localhost:PORT)"},
+	{"TENANTGATE_MASTER_KEY", "32-byte key (hex or base64) sealing secrets; default: generated into DATA_DIR/master.key"},
+	{"TENANTGATE_REDIS_URL", "redis://… (reported by /api/health; used by rate limits and caches as they arrive)"},
+	{"TENANTGATE_LOG_FORMAT", "text or json (default text)"},
+	{"TENANTGATE_LOG_LEVEL", "debug, info, warn or error (default info)"},
+	{"TENANTGATE_ACCESS_TOKEN_TTL", "access token lifetime (default 15m)"},
+	{"TENANTGATE_REFRESH_TOKEN_TTL", "refresh token lifetime (default 720h)"},
+	{"TENANTGATE_PURGE_DELAY", "how long a deleted tenant can be restored before its data is purged (default 720h)"},
+	{"TENANTGATE_TRIAL_DAYS", "trial length of a new tenant in days (default 14)"},
+	{"TENANTGATE_BOOTSTRAP_OPERATOR_EMAIL", "create this platform operator on first start …"},
+	{"TENANTGATE_BOOTSTRAP_OPERATOR_PASSWORD", "… with this password"},
+}
+
+func loadConfig(getenv func(string) string) (config, error) {
+	c := config{
+		Addr: or(getenv("TENANTGATE_ADDR"), ":8080"), DataDir: or(getenv("TENANTGATE_DATA_DIR"), "data"),
+		DatabaseURL: getenv("TENANTGATE_DATABASE_URL"), MigrationURL: getenv("TENANTGATE_MIGRATION_DATABASE_URL"),
+		AutoMigrate: getenv("TENANTGATE_AUTO_MIGRATE"), BaseDomain: getenv("TENANTGATE_BASE_DOMAIN"),
+		PublicURL: getenv("TENANTGATE_PUBLIC_URL"), MasterKey: getenv("TENANTGATE_MASTER_KEY"),
+		RedisURL: getenv("TENANTGATE_REDIS_URL"), LogFormat: or(getenv("TENANTGATE_LOG_FORMAT"), "text"),
+		LogLevel: or(getenv("TENANTGATE_LOG_LEVEL"), "info"), BootstrapEmail: getenv("TENANTGATE_BOOTSTRAP_OPERATOR_EMAIL"),
+		BootstrapPass: getenv("TENANTGATE_BOOTSTRAP_OPERATOR_PASSWORD"), PasswordProfile: or(getenv("TENANTGATE_PASSWORD_PROFILE"), "default"),
+		PurgeEvery: time.Hour,
+	}
+	var problems []string
+	dur := func(name, def string) time.Duration {
+		v := or(getenv(name), def)
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			problems = append(problems, fmt.Sprintf("%s=%q is not a positive duration such as 15m or 720h", name, v))
+		}
+		return d
+	}
+	c.AccessTTL = dur("TENANTGATE_ACCESS_TOKEN_TTL", "15m")
+	c.RefreshTTL = dur("TENANTGATE_REFRESH_TOKEN_TTL", "720h")
+	c.PurgeDelay = dur("TENANTGATE_PURGE_DELAY", "720h")
+	if v := getenv("TENANTGATE_PURGE_INTERVAL"); v != "" {
+		c.PurgeEvery = dur("TENANTGATE_PURGE_INTERVAL", "1h")
+	}
+	c.TrialDays = 14
+	if v := getenv("TENANTGATE_TRIAL_DAYS"); v != "" {
+		if _, err := fmt.Sscanf(v, "%d", &c.TrialDays); err != nil || c.TrialDays < 0 {
+			problems = append(problems, fmt.Sprintf("TENANTGATE_TRIAL_DAYS=%q is not a whole number of days", v))
+		}
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		problems = append(problems, fmt.Sprintf("TENANTGATE_LOG_FORMAT=%q: use text or json", c.LogFormat))
+	}
+	if c.PasswordProfile != "default" && c.PasswordProfile != "fast" {
+		problems = append(problems, "TENANTGATE_PASSWORD_PROFILE must be default or fast")
+	}
+	if (c.BootstrapEmail == "") != (c.BootstrapPass == "") {
+		problems = append(problems, "set both TENANTGATE_BOOTSTRAP_OPERATOR_EMAIL and TENANTGATE_BOOTSTRAP_OPERATOR_PASSWORD, or neither")
+	}
+	if len(problems) > 0 {
+		return c, fmt.Errorf("configuration:\n  %s", strings.Join(problems, "\n  "))
+	}
+	return c, nil
+}
+
+// storageFlags adds the flags every database-touching command shares.
+func (c *config) storageFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the SQLite database and the master key (TENANTGATE_DATA_DIR)")
+	fs.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "postgres://… to use PostgreSQL (TENANTGATE_DATABASE_URL)")
+}
+
+func (c *config) masterKeyPath() string { return filepath.Join(c.DataDir, "master.key") }
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}

@@ -1,0 +1,112 @@
+package identity
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+
+	"golang.org/x/crypto/argon2"
+)
+
+// PasswordParams are argon2id's cost parameters.
+type PasswordParams struct {
+	MemoryKiB uint32
+	Time      uint32
+	Threads   uint8
+}
+
+// DefaultPasswordParams follow OWASP's argon2id minimum (19 MiB, 2 passes).
+var DefaultPasswordParams = PasswordParams{MemoryKiB: 19 * 1024, Time: 2, Threads: 1}
+
+// FastPasswordParams are for tests only: cheap, and still real argon2id.
+var FastPasswordParams = PasswordParams{MemoryKiB: 64, Time: 1, Threads: 1}
+
+// HashPassword returns the PHC-format argon2id hash of pw.
+func HashPassword(pw string, p PasswordParams) (string, error) {
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return "", err
+	}
+	key := argon2.IDKey([]byte(pw), salt, p.Time, p.MemoryKiB, p.Threads, 32)
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.MemoryKiB, p.Time, p.Threads,
+		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key)), nil
+}
+
+// VerifyPassword checks pw against a hash from HashPassword in constant time.
+func VerifyPassword(pw, encoded string) (bool, error) {
+	parts := strings.Split(encoded, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" {
+		return false, errors.New("unknown password hash format")
+	}
+	var version int
+	var p PasswordParams
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
+		return false, errors.New("unsupported argon2 version")
+	}
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.MemoryKiB, &p.Time, &p.Threads); err != nil {
+		return false, errors.New("malformed argon2 parameters")
+	}
+	salt, err := base64.RawStdEncoding.DecodeString(parts[4])
+	if err != nil {
+		return false, err
+	}
+	want, err := base64.RawStdEncoding.DecodeString(parts[5])
+	if err != nil {
+		return false, err
+	}
+	got := argon2.IDKey([]byte(pw), salt, p.Time, p.MemoryKiB, p.Threads, uint32(len(want)))
+	return subtle.ConstantTimeCompare(got, want) == 1, nil
+}
+
+// Password rules.
+const (
+	MinPasswordLen = 10
+	MaxPasswordLen = 128
+)
+
+var commonPasswords = map[string]bool{
+	"password123": true, "password1234": true, "1234567890": true, "qwertyuiop": true, "letmein123": true,
+	"welcome123": true, "iloveyou123": true, "admin12345": true, "passw0rd123": true, "qwerty12345": true,
+}
+
+// CheckPassword returns a problem with pw ("" when acceptable): 10 to 128
+// characters, a letter and a digit or symbol, not a common password, and not
+// containing the account's email name or username.
+func CheckPassword(pw string, personal ...string) string {
+	n := len([]rune(pw))
+	if n < MinPasswordLen {
+		return fmt.Sprintf("must be at least %d characters", MinPasswordLen)
+	}
+	if n > MaxPasswordLen {
+		return fmt.Sprintf("must be at most %d characters", MaxPasswordLen)
+	}
+	var letter, other bool
+	for _, r := range pw {
+		if unicode.IsLetter(r) {
+			letter = true
+		} else {
+			other = true
+		}
+	}
+	if !letter || !other {
+		return "must mix letters with digits or symbols"
+	}
+	lower := strings.ToLower(pw)
+	if commonPasswords[lower] {
+		return "is too common; choose another"
+	}
+	for _, p := range personal {
+		p = strings.ToLower(p)
+		if at := strings.IndexByte(p, '@'); at >= 0 {
+			p = p[:at]
+		}
+		if len(p) >= 4 && strings.Contains(lower, p) {
+			return "must not contain your email name or username"
+		}
+	}
+	return ""
+}

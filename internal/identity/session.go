@@ -1,0 +1,245 @@
+package identity
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/tenantgate/tenantgate/internal/actor"
+	"github.com/tenantgate/tenantgate/internal/audit"
+	"github.com/tenantgate/tenantgate/internal/errs"
+	"github.com/tenantgate/tenantgate/internal/rbac"
+	"github.com/tenantgate/tenantgate/internal/secret"
+	"github.com/tenantgate/tenantgate/internal/store"
+)
+
+// Subject types of a session.
+const (
+	SubjectUser     = "user"
+	SubjectOperator = "operator"
+)
+
+// refreshToken is one refresh token of a session. Each refresh marks the token
+// used and issues the next one in the same session; presenting a used token
+// again is treated as theft and ends the whole session.
+type refreshToken struct {
+	TenantID     string `gorm:"primaryKey"`
+	ID           string `gorm:"primaryKey"`
+	SessionID    string
+	SubjectType  string
+	SubjectID    string
+	TokenHash    string
+	ExpiresAt    time.Time
+	UsedAt       *time.Time
+	RevokedAt    *time.Time
+	RevokeReason *string
+	SourceIP     *string
+	UserAgent    *string
+	CreatedAt    time.Time
+}
+
+func (refreshToken) TableName() string { return "refresh_tokens" }
+func (refreshToken) TenantOwned()      {}
+
+// Refresh tokens read "tgr_" + the tenant id (32 hex digits; zeros for
+// operators) + "_" + 43 characters of secret. Carrying the tenant lets the
+// server open the right tenant scope before it looks the token up.
+const refreshPrefix = "tgr_"
+
+// RefreshTokenTenant returns the tenant id a refresh token belongs to
+// (store.PlatformTenantID for operators), or false when it is malformed.
+func RefreshTokenTenant(tok string) (string, bool) {
+	rest, ok := strings.CutPrefix(tok, refreshPrefix)
+	if !ok || len(rest) != 32+1+43 || rest[32] != '_' {
+		return "", false
+	}
+	h := rest[:32]
+	id := h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+	if !store.ValidID(id) {
+		return "", false
+	}
+	return id, true
+}
+
+func (s *Service) newRefreshTx(ctx context.Context, tx *gorm.DB, tenantID, sessionID, subjType, subjID string) (string, error) {
+	tok := secret.Token(refreshPrefix + strings.ReplaceAll(tenantID, "-", "") + "_")
+	now := s.now()
+	a := actor.From(ctx)
+	rt := refreshToken{TenantID: tenantID, ID: uuid.Must(uuid.NewV7()).String(), SessionID: sessionID, SubjectType: subjType,
+		SubjectID: subjID, TokenHash: secret.Hash(tok), ExpiresAt: now.Add(s.signer.cfg.RefreshTTL), CreatedAt: now}
+	if a != nil {
+		rt.SourceIP, rt.UserAgent = emptyNil(a.SourceIP), emptyNil(truncate(a.UserAgent, 512))
+	}
+	if err := tx.Create(&rt).Error; err != nil {
+		return "", errs.Internal(err, "store the refresh token")
+	}
+	return tok, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// userClaims are the access-token claims of a tenant user.
+func userClaims(u *User, sessionID string) Claims {
+	return Claims{Subject: u.ID, Tenant: u.TenantID, Username: u.Username, Email: u.Email, Roles: u.Roles,
+		Permissions: rbac.PermissionsOf(u.Roles), SessionID: sessionID}
+}
+
+func operatorClaims(o *Operator, sessionID string) Claims {
+	return Claims{Subject: o.ID, Username: o.Email, Email: o.Email, Roles: []string{rbac.RolePlatformAdmin},
+		Permissions: []string{string(rbac.PlatformTenants), string(rbac.PlatformAudit)}, SessionID: sessionID}
+}
+
+func (s *Service) tokens(ctx context.Context, tx *gorm.DB, c Claims, tenantID, subjType string) (*Tokens, error) {
+	if c.SessionID == "" {
+		c.SessionID = uuid.Must(uuid.NewV7()).String()
+	}
+	refresh, err := s.newRefreshTx(ctx, tx, tenantID, c.SessionID, subjType, c.Subject)
+	if err != nil {
+		return nil, err
+	}
+	access, _, err := s.signer.Sign(c)
+	if err != nil {
+		return nil, errs.Internal(err, "sign the access token")
+	}
+	return &Tokens{AccessToken: access, RefreshToken: refresh, TokenType: "Bearer", ExpiresIn: int(s.signer.cfg.AccessTTL.Seconds())}, nil
+}
+
+// IssueUserTokensTx starts a session for u inside tx.
+func (s *Service) IssueUserTokensTx(ctx context.Context, tx *gorm.DB, u *User) (*Tokens, error) {
+	return s.tokens(ctx, tx, userClaims(u, ""), u.TenantID, SubjectUser)
+}
+
+var errBadRefresh = errs.Unauthenticated(errs.CodeTokenInvalid, "the refresh token is not valid; log in again")
+
+// Refresh rotates a refresh token: the presented one is spent and a new pair
+// is returned. A token presented a second time ends its session.
+func (s *Service) Refresh(ctx context.Context, tok string) (*Tokens, error) {
+	tenantID, ok := RefreshTokenTenant(tok)
+	if !ok {
+		return nil, errBadRefresh
+	}
+	ctx = store.WithTenant(ctx, tenantID)
+	var out *Tokens
+	var failure error
+	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
+		var rt refreshToken
+		if err := tx.Where("token_hash = ?", secret.Hash(tok)).Take(&rt).Error; err != nil {
+			if store.IsNotFound(err) {
+				failure = errBadRefresh
+				return nil
+			}
+			return err
+		}
+		now := s.now()
+		switch {
+		case rt.RevokedAt != nil:
+			failure = errs.Unauthenticated(errs.CodeTokenInvalid, "this session has ended; log in again")
+			return nil
+		case rt.UsedAt != nil:
+			// Reuse of a spent token: someone else holds a copy. End the session
+			// and keep that decision even though the request fails.
+			if err := revokeSessionTx(tx, rt.SessionID, "refresh_token_reuse", now); err != nil {
+				return err
+			}
+			failure = errs.Unauthenticated(errs.CodeTokenInvalid, "this refresh token was already used; the session has been ended for safety, log in again")
+			return audit.Record(actor.With(ctx, &actor.Actor{Type: actor.Type(rt.SubjectType), ID: rt.SubjectID}), tx, audit.Entry{
+				TenantID: tenantID, EventType: "session.reuse_detected", Resource: "session", ResourceID: rt.SessionID,
+				Action: "revoke", Outcome: audit.Failure})
+		case !now.Before(rt.ExpiresAt):
+			failure = errs.Unauthenticated(errs.CodeTokenExpired, "the refresh token has expired; log in again")
+			return nil
+		}
+		var claims Claims
+		switch rt.SubjectType {
+		case SubjectUser:
+			u, err := s.getTx(tx, rt.SubjectID)
+			if err != nil || u.Status != StatusActive {
+				failure = errs.Unauthenticated(errs.CodeUnauthorized, "this account can no longer sign in")
+				return revokeSessionTx(tx, rt.SessionID, "account_inactive", now)
+			}
+			claims = userClaims(u, rt.SessionID)
+		case SubjectOperator:
+			o, err := s.getOperatorTx(tx, rt.SubjectID)
+			if err != nil || o.Status != StatusActive {
+				failure = errs.Unauthenticated(errs.CodeUnauthorized, "this account can no longer sign in")
+				return revokeSessionTx(tx, rt.SessionID, "account_inactive", now)
+			}
+			claims = operatorClaims(o, rt.SessionID)
+		default:
+			failure = errBadRefresh
+			return nil
+		}
+		res := tx.Model(&refreshToken{}).Where("id = ? AND used_at IS NULL", rt.ID).Update("used_at", now)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected != 1 { // a concurrent refresh spent it first
+			failure = errBadRefresh
+			return nil
+		}
+		var err error
+		out, err = s.tokens(ctx, tx, claims, tenantID, rt.SubjectType)
+		return err
+	})
+	if err != nil {
+		return nil, errs.Internal(err, "refresh the session")
+	}
+	if failure != nil {
+		return nil, failure
+	}
+	return out, nil
+}
+
+// Logout ends the session a refresh token belongs to. Unknown tokens are
+// ignored, so logout is idempotent.
+func (s *Service) Logout(ctx context.Context, tok string) error {
+	tenantID, ok := RefreshTokenTenant(tok)
+	if !ok {
+		return errBadRefresh
+	}
+	ctx = store.WithTenant(ctx, tenantID)
+	return s.store.Tx(ctx, func(tx *gorm.DB) error {
+		var rt refreshToken
+		if err := tx.Where("token_hash = ?", secret.Hash(tok)).Take(&rt).Error; err != nil {
+			if store.IsNotFound(err) {
+				return nil
+			}
+			return err
+		}
+		if err := revokeSessionTx(tx, rt.SessionID, "logout", s.now()); err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, audit.Entry{TenantID: tenantID, EventType: "auth.logout", Resource: "session",
+			ResourceID: rt.SessionID, Action: "logout"})
+	})
+}
+
+// LogoutSession ends one session by id (from the access token's sid).
+func (s *Service) LogoutSession(ctx context.Context, tenantID, sessionID string) error {
+	ctx = store.WithTenant(ctx, tenantID)
+	return s.store.Tx(ctx, func(tx *gorm.DB) error {
+		if err := revokeSessionTx(tx, sessionID, "logout", s.now()); err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, audit.Entry{TenantID: tenantID, EventType: "auth.logout", Resource: "session",
+			ResourceID: sessionID, Action: "logout"})
+	})
+}
+
+func revokeSessionTx(tx *gorm.DB, sessionID, reason string, now time.Time) error {
+	return tx.Model(&refreshToken{}).Where("session_id = ? AND revoked_at IS NULL", sessionID).
+		Updates(map[string]any{"revoked_at": now, "revoke_reason": reason}).Error
+}
+
+func revokeSubjectTx(tx *gorm.DB, subjectID, reason string, now time.Time) error {
+	return tx.Model(&refreshToken{}).Where("subject_id = ? AND revoked_at IS NULL", subjectID).
+		Updates(map[string]any{"revoked_at": now, "revoke_reason": reason}).Error
+}

@@ -1,0 +1,168 @@
+package identity
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwt"
+
+	"github.com/tenantgate/tenantgate/internal/errs"
+)
+
+// Claims are the access token's claims (seed 004 JWTPayload, plus sid).
+type Claims struct {
+	Subject     string
+	Tenant      string // tenant id; empty for operators
+	Username    string
+	Email       string
+	Roles       []string
+	Permissions []string
+	SessionID   string
+	ID          string // jti
+	IssuedAt    time.Time
+	Expiry      time.Time
+}
+
+// TokenConfig sets the issuer, audience and lifetimes.
+type TokenConfig struct {
+	Issuer     string
+	Audience   string
+	AccessTTL  time.Duration
+	RefreshTTL time.Duration
+}
+
+// Tokens is the token answer of login, signup and refresh.
+type Tokens struct {
+	AccessToken  string `json:"accessToken"`
+	RefreshToken string `json:"refreshToken"`
+	TokenType    string `json:"tokenType"`
+	ExpiresIn    int    `json:"expiresIn"`
+}
+
+// Signer issues and verifies access tokens.
+type Signer struct {
+	keys *Keys
+	cfg  TokenConfig
+	now  func() time.Time
+}
+
+// NewSigner builds a Signer.
+func NewSigner(keys *Keys, cfg TokenConfig) *Signer {
+	return &Signer{keys: keys, cfg: cfg, now: time.Now}
+}
+
+// Config returns the token configuration.
+func (s *Signer) Config() TokenConfig { return s.cfg }
+
+// Keys returns the key set.
+func (s *Signer) Keys() *Keys { return s.keys }
+
+// Sign issues an access token for c, filling iat, exp and jti.
+func (s *Signer) Sign(c Claims) (string, Claims, error) {
+	now := s.now().UTC().Truncate(time.Second)
+	c.IssuedAt, c.Expiry, c.ID = now, now.Add(s.cfg.AccessTTL), uuid.Must(uuid.NewV7()).String()
+	b := jwt.NewBuilder().Subject(c.Subject).Issuer(s.cfg.Issuer).Audience([]string{s.cfg.Audience}).
+		IssuedAt(now).NotBefore(now).Expiration(c.Expiry).JwtID(c.ID).
+		Claim("username", c.Username).Claim("email", c.Email).
+		Claim("roles", nonNil(c.Roles)).Claim("permissions", nonNil(c.Permissions))
+	if c.Tenant != "" {
+		b = b.Claim("tenant", c.Tenant)
+	}
+	if c.SessionID != "" {
+		b = b.Claim("sid", c.SessionID)
+	}
+	tok, err := b.Build()
+	if err != nil {
+		return "", c, err
+	}
+	signer, _ := s.keys.current()
+	raw, err := jwt.Sign(tok, jwt.WithKey(jwa.EdDSA(), signer))
+	if err != nil {
+		return "", c, err
+	}
+	return string(raw), c, nil
+}
+
+// Verify checks an access token's signature (by kid, against our key set),
+// issuer, audience, expiry and not-before, and returns its claims.
+func (s *Signer) Verify(raw string) (*Claims, error) {
+	if strings.Count(raw, ".") != 2 || len(raw) > 8192 {
+		return nil, errs.Unauthenticated(errs.CodeTokenInvalid, "the bearer token is not a JWT")
+	}
+	_, set := s.keys.current()
+	tok, err := jwt.ParseString(raw,
+		jwt.WithKeySet(set),
+		jwt.WithValidate(true),
+		jwt.WithIssuer(s.cfg.Issuer),
+		jwt.WithAudience(s.cfg.Audience),
+		jwt.WithAcceptableSkew(30*time.Second),
+		jwt.WithClock(jwt.ClockFunc(s.now)),
+		jwt.WithRequiredClaim("jti"),
+		jwt.WithRequiredClaim("exp"),
+	)
+	if err != nil {
+		if errors.Is(err, jwt.TokenExpiredError()) {
+			return nil, errs.Unauthenticated(errs.CodeTokenExpired, "the access token has expired; refresh it or log in again")
+		}
+		return nil, &errs.Error{Kind: errs.KindUnauthenticated, Code: errs.CodeTokenInvalid,
+			Msg: "the access token is not valid", Err: err}
+	}
+	c := &Claims{}
+	c.Subject, _ = tok.Subject()
+	c.ID, _ = tok.JwtID()
+	c.IssuedAt, _ = tok.IssuedAt()
+	c.Expiry, _ = tok.Expiration()
+	c.Tenant = stringClaim(tok, "tenant")
+	c.Username = stringClaim(tok, "username")
+	c.Email = stringClaim(tok, "email")
+	c.SessionID = stringClaim(tok, "sid")
+	c.Roles = listClaim(tok, "roles")
+	c.Permissions = listClaim(tok, "permissions")
+	if c.Subject == "" {
+		return nil, errs.Unauthenticated(errs.CodeTokenInvalid, "the access token has no subject")
+	}
+	return c, nil
+}
+
+func stringClaim(t jwt.Token, name string) string {
+	var v any
+	if err := t.Get(name, &v); err != nil {
+		return ""
+	}
+	s, _ := v.(string)
+	return s
+}
+
+func listClaim(t jwt.Token, name string) []string {
+	var v any
+	if err := t.Get(name, &v); err != nil {
+		return nil
+	}
+	switch x := v.(type) {
+	case []string:
+		return x
+	case []any:
+		out := make([]string, 0, len(x))
+		for _, e := range x {
+			if s, ok := e.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// String describes claims for logs (no token material).
+func (c *Claims) String() string { return fmt.Sprintf("sub=%s tenant=%s jti=%s", c.Subject, c.Tenant, c.ID) }

@@ -1,0 +1,91 @@
+package web
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/tenantgate/tenantgate/internal/errs"
+)
+
+// statusOf is the one table from error kind to HTTP status.
+var statusOf = map[errs.Kind]int{
+	errs.KindInternal:        http.StatusInternalServerError,
+	errs.KindInvalid:         http.StatusBadRequest,
+	errs.KindUnauthenticated: http.StatusUnauthorized,
+	errs.KindForbidden:       http.StatusForbidden,
+	errs.KindNotFound:        http.StatusNotFound,
+	errs.KindConflict:        http.StatusConflict,
+	errs.KindGone:            http.StatusGone,
+	errs.KindTooLarge:        http.StatusRequestEntityTooLarge,
+	errs.KindRateLimited:     http.StatusTooManyRequests,
+	errs.KindUnavailable:     http.StatusServiceUnavailable,
+	errs.KindMethodNotAllowed: http.StatusMethodNotAllowed,
+}
+
+// ServiceName is the "service" of every error body.
+const ServiceName = "tenantgate"
+
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	Details   any    `json:"details,omitempty"`
+	RequestID string `json:"requestId"`
+	Timestamp string `json:"timestamp"`
+	Service   string `json:"service"`
+}
+
+// writeError answers with seed 004's error shape. Internal causes are logged
+// with the request id and never sent.
+func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	e, ok := errs.As(err)
+	if !ok {
+		e = errs.Internal(err, "")
+	}
+	status := statusOf[e.Kind]
+	msg := e.Msg
+	if e.Kind == errs.KindInternal {
+		msg = "something went wrong on our side; try again, and quote the request id if it persists"
+		s.log.ErrorContext(r.Context(), "request failed", "err", err, "requestId", requestID(r.Context()),
+			"method", r.Method, "path", r.URL.Path)
+	}
+	body := errorBody{Error: errorDetail{Code: e.Code, Message: msg, RequestID: requestID(r.Context()),
+		Timestamp: time.Now().UTC().Format(time.RFC3339), Service: ServiceName}}
+	if len(e.Fields) > 0 {
+		body.Error.Details = map[string]any{"fields": e.Fields}
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="tenantgate"`)
+	}
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(true)
+	if err := enc.Encode(v); err != nil && !errors.Is(err, http.ErrHandlerTimeout) {
+		slog.Default().Debug("write response", "err", err)
+	}
+}
+
+// list is every listing's answer.
+type list[T any] struct {
+	Items      []T     `json:"items"`
+	NextCursor *string `json:"nextCursor"`
+}
+
+func newList[T any](items []T, next *string) list[T] {
+	if items == nil {
+		items = []T{}
+	}
+	return list[T]{Items: items, NextCursor: next}
+}

@@ -1,0 +1,54 @@
+package web
+
+import (
+	"net/http"
+
+	"github.com/tenantgate/tenantgate/internal/rbac"
+)
+
+// routes lists EVERY route of the API with who may call it and the
+// permission it needs. No handler checks roles by hand.
+func (s *server) routes() []route {
+	return []route{
+		// Health and discovery.
+		{http.MethodGet, "/healthz", public, "", s.healthz},
+		{http.MethodGet, "/readyz", public, "", s.readyz},
+		{http.MethodGet, "/api/health", public, "", s.health},
+		{http.MethodGet, "/.well-known/jwks.json", public, "", s.jwks},
+		{http.MethodGet, "/.well-known/openid-configuration", public, "", s.discovery},
+
+		// Sign-up and sessions.
+		{http.MethodPost, "/api/v1/tenants/signup", public, "", s.signup},
+		{http.MethodPost, "/api/v1/auth/login", public, "", s.login},
+		{http.MethodPost, "/api/v1/auth/refresh", public, "", s.refresh},
+		{http.MethodPost, "/api/v1/auth/logout", public, "", s.logout},
+
+		// The caller's tenant.
+		{http.MethodGet, "/api/v1/tenants/current", tenantScoped, rbac.TenantRead, s.currentTenant},
+		{http.MethodPatch, "/api/v1/tenants/current/settings", tenantScoped, rbac.TenantUpdate, s.patchSettings},
+		{http.MethodPatch, "/api/v1/tenants/current/branding", tenantScoped, rbac.TenantUpdate, s.patchBranding},
+		{http.MethodGet, "/api/v1/tenants/current/usage", tenantScoped, rbac.UsageRead, s.usage},
+
+		// Users of the caller's tenant.
+		{http.MethodGet, "/api/v1/users", tenantScoped, rbac.UserRead, s.listUsers},
+		{http.MethodPost, "/api/v1/users", tenantScoped, rbac.UserCreate, s.createUser},
+		{http.MethodGet, "/api/v1/users/me", tenantScoped, "", s.getMe},
+		{http.MethodPatch, "/api/v1/users/me", tenantScoped, "", s.patchMe},
+		{http.MethodGet, "/api/v1/users/{id}", tenantScoped, rbac.UserRead, s.getUser},
+		{http.MethodPatch, "/api/v1/users/{id}", tenantScoped, rbac.UserUpdate, s.patchUser},
+		{http.MethodDelete, "/api/v1/users/{id}", tenantScoped, rbac.UserDelete, s.deleteUser},
+
+		// Audit log: a tenant's own; operators see every tenant's.
+		{http.MethodGet, "/api/v1/audit", authenticated, rbac.AuditRead, s.listAudit},
+
+		// Platform operators.
+		{http.MethodGet, "/api/v1/admin/tenants", platformOnly, rbac.PlatformTenants, s.adminListTenants},
+		{http.MethodPost, "/api/v1/admin/tenants", platformOnly, rbac.PlatformTenants, s.adminCreateTenant},
+		{http.MethodGet, "/api/v1/admin/tenants/{id}", platformOnly, rbac.PlatformTenants, s.adminGetTenant},
+		{http.MethodPatch, "/api/v1/admin/tenants/{id}", platformOnly, rbac.PlatformTenants, s.adminPatchTenant},
+		{http.MethodDelete, "/api/v1/admin/tenants/{id}", platformOnly, rbac.PlatformTenants, s.adminTransition("delete")},
+		{http.MethodPost, "/api/v1/admin/tenants/{id}/suspend", platformOnly, rbac.PlatformTenants, s.adminTransition("suspend")},
+		{http.MethodPost, "/api/v1/admin/tenants/{id}/activate", platformOnly, rbac.PlatformTenants, s.adminTransition("activate")},
+		{http.MethodPost, "/api/v1/admin/tenants/{id}/restore", platformOnly, rbac.PlatformTenants, s.adminTransition("restore")},
+	}
+}
