@@ -165,4 +165,6 @@ func nonNil(s []string) []string {
 }
 
 // String describes claims for logs (no token material).
-func (c *Claims) String() string { return fmt.Sprintf("sub=%s tenant=%s jti=%s", c.Subject, c.Tenant, c.ID) }
+func (c *Claims) String() string {
+	return fmt.Sprintf("sub=%s tenant=%s jti=%s", c.Subject, c.Tenant, c.ID)
+}

@@ -12,16 +12,16 @@ import (
 
 // statusOf is the one table from error kind to HTTP status.
 var statusOf = map[errs.Kind]int{
-	errs.KindInternal:        http.StatusInternalServerError,
-	errs.KindInvalid:         http.StatusBadRequest,
-	errs.KindUnauthenticated: http.StatusUnauthorized,
-	errs.KindForbidden:       http.StatusForbidden,
-	errs.KindNotFound:        http.StatusNotFound,
-	errs.KindConflict:        http.StatusConflict,
-	errs.KindGone:            http.StatusGone,
-	errs.KindTooLarge:        http.StatusRequestEntityTooLarge,
-	errs.KindRateLimited:     http.StatusTooManyRequests,
-	errs.KindUnavailable:     http.StatusServiceUnavailable,
+	errs.KindInternal:         http.StatusInternalServerError,
+	errs.KindInvalid:          http.StatusBadRequest,
+	errs.KindUnauthenticated:  http.StatusUnauthorized,
+	errs.KindForbidden:        http.StatusForbidden,
+	errs.KindNotFound:         http.StatusNotFound,
+	errs.KindConflict:         http.StatusConflict,
+	errs.KindGone:             http.StatusGone,
+	errs.KindTooLarge:         http.StatusRequestEntityTooLarge,
+	errs.KindRateLimited:      http.StatusTooManyRequests,
+	errs.KindUnavailable:      http.StatusServiceUnavailable,
 	errs.KindMethodNotAllowed: http.StatusMethodNotAllowed,
 }
 

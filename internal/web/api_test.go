@@ -1,0 +1,196 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/tenantgate/tenantgate/internal/actor"
+	"github.com/tenantgate/tenantgate/internal/identity"
+	"github.com/tenantgate/tenantgate/internal/secret"
+	"github.com/tenantgate/tenantgate/internal/store"
+	"github.com/tenantgate/tenantgate/internal/store/storetest"
+	"github.com/tenantgate/tenantgate/internal/tenant"
+)
+
+const testBaseDomain = "tenantgate.test"
+
+// api is a running server over a fresh database.
+type api struct {
+	t       *testing.T
+	url     string
+	store   *store.Store
+	tenants *tenant.Service
+	ident   *identity.Service
+}
+
+func newAPI(t *testing.T, d store.Dialect) *api {
+	t.Helper()
+	s := storetest.Open(t, d)
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	box, err := secret.NewBox(key)
+	storetest.Must(t, err)
+	ctx := context.Background()
+	keys, err := identity.LoadKeys(ctx, s, box)
+	storetest.Must(t, err)
+	signer := identity.NewSigner(keys, identity.TokenConfig{Issuer: "http://tenantgate.test", Audience: "tenantgate",
+		AccessTTL: 15 * time.Minute, RefreshTTL: time.Hour})
+	cfg := tenant.DefaultConfig
+	cfg.CacheTTL = 0 // every request sees the latest state
+	a := &api{t: t, store: s, tenants: tenant.New(s, cfg, nil), ident: identity.New(s, signer, identity.FastPasswordParams)}
+	srv := httptest.NewServer(NewServer(Deps{Store: s, Tenants: a.tenants, Identity: a.ident, BaseDomain: testBaseDomain,
+		PublicURL: "http://tenantgate.test", Version: "test"}))
+	t.Cleanup(srv.Close)
+	a.url = srv.URL
+	return a
+}
+
+// resp is a decoded answer.
+type resp struct {
+	Status int
+	Header http.Header
+	Body   map[string]any
+	Raw    string
+}
+
+func (r resp) code() string {
+	e, _ := r.Body["error"].(map[string]any)
+	c, _ := e["code"].(string)
+	return c
+}
+
+func (r resp) str(path ...string) string {
+	var v any = r.Body
+	for _, p := range path {
+		m, _ := v.(map[string]any)
+		v = m[p]
+	}
+	s, _ := v.(string)
+	return s
+}
+
+func (r resp) items() []map[string]any {
+	list, _ := r.Body["items"].([]any)
+	out := make([]map[string]any, 0, len(list))
+	for _, it := range list {
+		m, _ := it.(map[string]any)
+		out = append(out, m)
+	}
+	return out
+}
+
+type hdr map[string]string
+
+func (a *api) do(method, path, token string, body any, h hdr) resp {
+	a.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		storetest.Must(a.t, err)
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, a.url+path, rd)
+	storetest.Must(a.t, err)
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range h {
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	res, err := http.DefaultClient.Do(req)
+	storetest.Must(a.t, err)
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	out := resp{Status: res.StatusCode, Header: res.Header, Raw: string(raw)}
+	if len(raw) > 0 && raw[0] == '{' {
+		_ = json.Unmarshal(raw, &out.Body)
+	}
+	return out
+}
+
+// want fails unless the answer has the status (and the error code, if given).
+func (a *api) want(r resp, status int, code string) resp {
+	a.t.Helper()
+	if r.Status != status || (code != "" && r.code() != code) {
+		a.t.Fatalf("got %d %s, want %d %s; body: %s", r.Status, r.code(), status, code, r.Raw)
+	}
+	return r
+}
+
+// org is a signed-up tenant with its owner and one plain user.
+type org struct {
+	ID, Slug              string
+	OwnerToken, OwnerID   string
+	OwnerRefresh          string
+	UserToken, UserID     string
+	OwnerEmail, UserEmail string
+}
+
+const pw = "correct-horse-9"
+
+func (a *api) signup(slug string) org {
+	a.t.Helper()
+	o := org{Slug: slug, OwnerEmail: "owner@" + slug + ".test", UserEmail: "member@" + slug + ".test"}
+	r := a.want(a.do("POST", "/api/v1/tenants/signup", "", map[string]any{"slug": slug, "name": strings.ToUpper(slug),
+		"ownerEmail": o.OwnerEmail, "ownerPassword": pw, "ownerName": "Owner Person"}, nil), 201, "")
+	o.ID, o.OwnerID = r.str("tenant", "id"), r.str("user", "id")
+	o.OwnerToken, o.OwnerRefresh = r.str("tokens", "accessToken"), r.str("tokens", "refreshToken")
+	u := a.want(a.do("POST", "/api/v1/users", o.OwnerToken, map[string]any{"email": o.UserEmail, "password": pw, "firstName": "Mem"}, nil), 201, "")
+	o.UserID = u.str("id")
+	l := a.want(a.do("POST", "/api/v1/auth/login", "", map[string]any{"email": o.UserEmail, "password": pw, "tenant": slug}, nil), 200, "")
+	o.UserToken = l.str("accessToken")
+	return o
+}
+
+func (a *api) operator() string {
+	a.t.Helper()
+	_, err := a.ident.CreateOperator(actor.With(context.Background(), actor.System("test")), "ops@platform.test", "operator-pass-1", "Ops")
+	if err != nil && err != identity.ErrOperatorExists {
+		a.t.Fatal(err)
+	}
+	r := a.want(a.do("POST", "/api/v1/auth/login", "", map[string]any{"email": "ops@platform.test", "password": "operator-pass-1"}, nil), 200, "")
+	return r.str("accessToken")
+}
+
+// countRows counts every row a tenant owns, in every table with tenant_id.
+func (a *api) countRows(tenantID string) map[string]int64 {
+	a.t.Helper()
+	ctx := context.Background()
+	tables, err := a.store.TablesWithTenantID(ctx)
+	storetest.Must(a.t, err)
+	out := map[string]int64{}
+	storetest.Must(a.t, a.store.Tx(store.WithPlatform(ctx, "test"), func(tx *gorm.DB) error {
+		for _, tb := range tables {
+			var n int64
+			if err := tx.Raw("SELECT count(*) FROM "+tb+" WHERE tenant_id = ?", tenantID).Scan(&n).Error; err != nil {
+				return err
+			}
+			if n > 0 {
+				out[tb] = n
+			}
+		}
+		return nil
+	}))
+	return out
+}
