@@ -1,0 +1,143 @@
+package web
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"gorm.io/gorm"
+
+	"github.com/tenantgate/tenantgate/internal/actor"
+	"github.com/tenantgate/tenantgate/internal/store"
+	"github.com/tenantgate/tenantgate/internal/store/storetest"
+)
+
+func TestTenantLifecycleThroughTheAPI(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		x, y := a.signup("wayne"), a.signup("stark")
+		op := a.operator()
+		path := "/api/v1/admin/tenants/" + x.ID
+
+		// Tenants cannot use operator routes.
+		a.want(a.do("GET", "/api/v1/admin/tenants", x.OwnerToken, nil, nil), 403, "PERMISSION_DENIED")
+
+		// Suspend: the tenant's tokens, logins and refreshes stop; the other tenant is untouched.
+		r := a.want(a.do("POST", path+"/suspend", op, map[string]any{"reason": "unpaid invoice"}, nil), 200, "")
+		if r.str("status") != "suspended" {
+			t.Fatalf("status after suspend = %s", r.str("status"))
+		}
+		a.want(a.do("GET", "/api/v1/users", x.OwnerToken, nil, nil), 403, "TENANT_SUSPENDED")
+		a.want(a.do("POST", "/api/v1/auth/login", "", map[string]any{"email": x.OwnerEmail, "password": pw, "tenant": "wayne"}, nil), 403, "TENANT_SUSPENDED")
+		a.want(a.do("POST", "/api/v1/auth/refresh", "", map[string]any{"refreshToken": x.OwnerRefresh}, nil), 403, "TENANT_SUSPENDED")
+		a.want(a.do("GET", "/api/v1/users", y.OwnerToken, nil, nil), 200, "")
+		// The operator still sees the suspended tenant's data.
+		a.want(a.do("GET", "/api/v1/users", op, nil, hdr{"X-Tenant-ID": x.ID}), 200, "")
+
+		// Invalid transitions answer 409.
+		a.want(a.do("POST", path+"/suspend", op, nil, nil), 409, "INVALID_STATE_TRANSITION")
+		a.want(a.do("POST", path+"/restore", op, nil, nil), 409, "INVALID_STATE_TRANSITION")
+
+		a.want(a.do("POST", path+"/activate", op, nil, nil), 200, "")
+		a.want(a.do("GET", "/api/v1/users", x.OwnerToken, nil, nil), 200, "")
+
+		// Delete, then restore to where it was.
+		r = a.want(a.do("DELETE", path, op, nil, nil), 200, "")
+		if r.str("status") != "deleted" || r.str("purgeAt") == "" {
+			t.Fatalf("after delete: %s", r.Raw)
+		}
+		a.want(a.do("GET", "/api/v1/users", x.OwnerToken, nil, nil), 410, "TENANT_DELETED")
+		a.want(a.do("POST", path+"/activate", op, nil, nil), 409, "INVALID_STATE_TRANSITION")
+		a.want(a.do("PATCH", path, op, map[string]any{"name": "X"}, nil), 409, "INVALID_STATE_TRANSITION")
+		if got := a.want(a.do("POST", path+"/restore", op, nil, nil), 200, "").str("status"); got != "active" {
+			t.Errorf("restored to %s, want active (its status before deletion)", got)
+		}
+		a.want(a.do("GET", "/api/v1/users", x.OwnerToken, nil, nil), 200, "")
+
+		// Every step is in the tenant's audit log, by the operator.
+		evs := a.want(a.do("GET", "/api/v1/audit?resource=tenant&limit=100", x.OwnerToken, nil, nil), 200, "").items()
+		var types []string
+		for _, e := range evs {
+			if e["actorType"] == "operator" && e["eventType"] != "platform.cross_tenant_access" {
+				types = append(types, e["eventType"].(string))
+			}
+		}
+		want := []string{"tenant.restore", "tenant.delete", "tenant.activate", "tenant.suspend"}
+		if diff := cmp.Diff(want, types); diff != "" {
+			t.Errorf("operator lifecycle events, newest first (-want +got):\n%s", diff)
+		}
+
+		// Operators list and filter tenants, with pagination.
+		all := a.want(a.do("GET", "/api/v1/admin/tenants?limit=1", op, nil, nil), 200, "")
+		if len(all.items()) != 1 || all.Body["nextCursor"] == nil {
+			t.Fatalf("first page: %s", all.Raw)
+		}
+		next := a.want(a.do("GET", "/api/v1/admin/tenants?limit=1&cursor="+all.Body["nextCursor"].(string), op, nil, nil), 200, "")
+		if len(next.items()) != 1 || next.items()[0]["id"] == all.items()[0]["id"] || next.Body["nextCursor"] != nil {
+			t.Errorf("second page: %s", next.Raw)
+		}
+		if got := a.want(a.do("GET", "/api/v1/admin/tenants?q=STA", op, nil, nil), 200, "").items(); len(got) != 1 || got[0]["slug"] != "stark" {
+			t.Errorf("q=STA found %v", got)
+		}
+		a.want(a.do("GET", "/api/v1/admin/tenants?status=bogus", op, nil, nil), 400, "INVALID_REQUEST")
+
+		// Rename: the old slug keeps answering as an alias; a third tenant cannot take it.
+		r = a.want(a.do("PATCH", "/api/v1/admin/tenants/"+y.ID, op, map[string]any{"slug": "stark-industries", "plan": "pro"}, nil), 200, "")
+		if r.str("slug") != "stark-industries" || r.str("plan") != "pro" {
+			t.Fatalf("after rename: %s", r.Raw)
+		}
+		for _, slug := range []string{"stark", "stark-industries"} {
+			if got := a.want(a.do("GET", "/api/v1/tenants/current", y.UserToken, nil, hdr{"X-Tenant-Slug": slug}), 200, "").str("id"); got != y.ID {
+				t.Errorf("slug %s resolves to %s, want %s", slug, got, y.ID)
+			}
+		}
+		a.want(a.do("POST", "/api/v1/tenants/signup", "", map[string]any{"slug": "stark", "name": "Squatter", "ownerEmail": "s@s.test", "ownerPassword": pw}, nil), 409, "TENANT_ALREADY_EXISTS")
+		// Tenant admins cannot change their own slug or plan.
+		a.want(a.do("PATCH", "/api/v1/tenants/current/settings", y.OwnerToken, map[string]any{"timezone": "Europe/Berlin", "currency": "EUR"}, nil), 200, "")
+		if got := a.want(a.do("GET", "/api/v1/tenants/current", y.UserToken, nil, nil), 200, "").str("settings", "timezone"); got != "Europe/Berlin" {
+			t.Errorf("timezone = %q", got)
+		}
+	})
+}
+
+// TestPurgeRemovesEveryRow deletes a tenant, lets its purge time pass, runs
+// the purge job, and counts the rows it owns in every table with tenant_id.
+func TestPurgeRemovesEveryRow(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		x, y := a.signup("doomed"), a.signup("survivor")
+		op := a.operator()
+		before := a.countRows(y.ID)
+		if len(a.countRows(x.ID)) < 3 {
+			t.Fatalf("the tenant owns rows in only %v; the test would prove little", a.countRows(x.ID))
+		}
+		a.want(a.do("DELETE", "/api/v1/admin/tenants/"+x.ID, op, nil, nil), 200, "")
+		ctx := actor.With(context.Background(), actor.System("test"))
+		// Not due yet: nothing is purged.
+		ids, err := a.tenants.PurgeDue(ctx)
+		storetest.Must(t, err)
+		if len(ids) != 0 {
+			t.Fatalf("purged %v before the purge time", ids)
+		}
+		// Once the purge time has passed, the job purges it.
+		storetest.Must(t, a.store.Tx(store.WithPlatform(ctx, "test"), func(tx *gorm.DB) error {
+			return tx.Exec("UPDATE tenants SET purge_at = ? WHERE id = ?", time.Now().UTC().Add(-time.Minute), x.ID).Error
+		}))
+		ids, err = a.tenants.PurgeDue(ctx)
+		storetest.Must(t, err)
+		if diff := cmp.Diff([]string{x.ID}, ids); diff != "" {
+			t.Fatalf("purged (-want +got):\n%s", diff)
+		}
+		if left := a.countRows(x.ID); len(left) != 0 {
+			t.Errorf("rows left after purge: %v", left)
+		}
+		if diff := cmp.Diff(before, a.countRows(y.ID)); diff != "" {
+			t.Errorf("the other tenant's rows changed (-before +after):\n%s", diff)
+		}
+		a.want(a.do("GET", "/api/v1/admin/tenants/"+x.ID, op, nil, nil), 404, "TENANT_NOT_FOUND")
+		a.want(a.do("POST", "/api/v1/admin/tenants/"+x.ID+"/restore", op, nil, nil), 404, "TENANT_NOT_FOUND")
+		// The purged slug is free again.
+		a.signup("doomed")
+	})
+}

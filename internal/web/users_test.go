@@ -1,0 +1,146 @@
+package web
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/tenantgate/tenantgate/internal/store"
+	"github.com/tenantgate/tenantgate/internal/store/storetest"
+)
+
+func TestSessions(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		x := a.signup("cyberdyne")
+		// Refresh rotates: the new pair works, the old refresh token is spent.
+		r := a.want(a.do("POST", "/api/v1/auth/refresh", "", map[string]any{"refreshToken": x.OwnerRefresh}, nil), 200, "")
+		if r.str("tokenType") != "Bearer" || r.Body["expiresIn"] == nil || r.str("refreshToken") == x.OwnerRefresh {
+			t.Fatalf("refresh answer: %s", r.Raw)
+		}
+		second := r.str("refreshToken")
+		a.want(a.do("GET", "/api/v1/users/me", r.str("accessToken"), nil, nil), 200, "")
+		// Replaying the spent token is theft: the whole session ends, the new token too.
+		a.want(a.do("POST", "/api/v1/auth/refresh", "", map[string]any{"refreshToken": x.OwnerRefresh}, nil), 401, "TOKEN_INVALID")
+		a.want(a.do("POST", "/api/v1/auth/refresh", "", map[string]any{"refreshToken": second}, nil), 401, "TOKEN_INVALID")
+		ev := a.want(a.do("GET", "/api/v1/audit?eventType=session.reuse_detected", x.OwnerToken, nil, nil), 200, "").items()
+		if len(ev) != 1 {
+			t.Errorf("reuse detections audited: %d, want 1", len(ev))
+		}
+		// Logout ends a session; logging out twice is fine.
+		l := a.want(a.do("POST", "/api/v1/auth/login", "", map[string]any{"email": x.UserEmail, "password": pw, "tenant": "cyberdyne"}, nil), 200, "")
+		a.want(a.do("POST", "/api/v1/auth/logout", "", map[string]any{"refreshToken": l.str("refreshToken")}, nil), 204, "")
+		a.want(a.do("POST", "/api/v1/auth/logout", "", map[string]any{"refreshToken": l.str("refreshToken")}, nil), 204, "")
+		a.want(a.do("POST", "/api/v1/auth/refresh", "", map[string]any{"refreshToken": l.str("refreshToken")}, nil), 401, "TOKEN_INVALID")
+		a.want(a.do("POST", "/api/v1/auth/refresh", "", map[string]any{"refreshToken": "tgr_garbage"}, nil), 401, "TOKEN_INVALID")
+		// Suspending a user ends their sessions.
+		l = a.want(a.do("POST", "/api/v1/auth/login", "", map[string]any{"email": x.UserEmail, "password": pw, "tenant": "cyberdyne"}, nil), 200, "")
+		a.want(a.do("PATCH", "/api/v1/users/"+x.UserID, x.OwnerToken, map[string]any{"status": "suspended"}, nil), 200, "")
+		a.want(a.do("POST", "/api/v1/auth/refresh", "", map[string]any{"refreshToken": l.str("refreshToken")}, nil), 401, "TOKEN_INVALID")
+		a.want(a.do("POST", "/api/v1/auth/login", "", map[string]any{"email": x.UserEmail, "password": pw, "tenant": "cyberdyne"}, nil), 403, "FORBIDDEN")
+		// Failed logins are audited, without the password.
+		a.want(a.do("POST", "/api/v1/auth/login", "", map[string]any{"email": x.OwnerEmail, "password": "wrong-password-1", "tenant": "cyberdyne"}, nil), 401, "INVALID_CREDENTIALS")
+		fails := a.want(a.do("GET", "/api/v1/audit?eventType=auth.login_failed", x.OwnerToken, nil, nil), 200, "")
+		if len(fails.items()) != 2 || strings.Contains(fails.Raw, "wrong-password-1") {
+			t.Errorf("failed logins in the audit log: %s", fails.Raw)
+		}
+		// Operators log in without a tenant and refresh the same way.
+		op := a.want(a.do("POST", "/api/v1/auth/login", "", map[string]any{"email": "ops@platform.test", "password": "nope-nope-1"}, nil), 401, "INVALID_CREDENTIALS")
+		_ = op
+		a.operator()
+		o := a.want(a.do("POST", "/api/v1/auth/login", "", map[string]any{"email": "ops@platform.test", "password": "operator-pass-1"}, nil), 200, "")
+		a.want(a.do("POST", "/api/v1/auth/refresh", "", map[string]any{"refreshToken": o.str("refreshToken")}, nil), 200, "")
+		// JWKS and discovery are published.
+		jwks := a.want(a.do("GET", "/.well-known/jwks.json", "", nil, nil), 200, "")
+		if keys, _ := jwks.Body["keys"].([]any); len(keys) != 1 || strings.Contains(jwks.Raw, `"d"`) {
+			t.Errorf("JWKS: %s", jwks.Raw)
+		}
+		disc := a.want(a.do("GET", "/.well-known/openid-configuration", "", nil, nil), 200, "")
+		if disc.str("jwks_uri") != "http://tenantgate.test/.well-known/jwks.json" {
+			t.Errorf("discovery: %s", disc.Raw)
+		}
+	})
+}
+
+func TestUsersAPI(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		x := a.signup("tyrell")
+		// An admin can manage users but not grant owner or touch the owner.
+		ad := a.want(a.do("POST", "/api/v1/users", x.OwnerToken, map[string]any{"email": "admin@tyrell.test", "password": pw, "roles": []string{"admin"}}, nil), 201, "")
+		adTok := a.want(a.do("POST", "/api/v1/auth/login", "", map[string]any{"email": "admin@tyrell.test", "password": pw, "tenant": "tyrell"}, nil), 200, "").str("accessToken")
+		a.want(a.do("POST", "/api/v1/users", adTok, map[string]any{"email": "o2@tyrell.test", "password": pw, "roles": []string{"owner"}}, nil), 403, "PERMISSION_DENIED")
+		a.want(a.do("PATCH", "/api/v1/users/"+x.OwnerID, adTok, map[string]any{"firstName": "Demoted"}, nil), 403, "PERMISSION_DENIED")
+		a.want(a.do("DELETE", "/api/v1/users/"+x.OwnerID, adTok, nil, nil), 403, "PERMISSION_DENIED")
+		a.want(a.do("PATCH", "/api/v1/users/"+x.UserID, adTok, map[string]any{"roles": []string{"billing_manager"}}, nil), 200, "")
+		// The last owner cannot be demoted, suspended or delete themselves.
+		a.want(a.do("PATCH", "/api/v1/users/"+x.OwnerID, x.OwnerToken, map[string]any{"roles": []string{"admin"}}, nil), 409, "LAST_OWNER")
+		a.want(a.do("PATCH", "/api/v1/users/"+x.OwnerID, x.OwnerToken, map[string]any{"status": "suspended"}, nil), 409, "LAST_OWNER")
+		a.want(a.do("DELETE", "/api/v1/users/"+x.OwnerID, x.OwnerToken, nil, nil), 403, "FORBIDDEN")
+		// /users/me: profile edits; a password change needs the current one.
+		me := a.want(a.do("GET", "/api/v1/users/me", x.UserToken, nil, nil), 200, "")
+		if me.str("id") != x.UserID || strings.Contains(me.Raw, "argon2") || strings.Contains(me.Raw, "passwordHash") {
+			t.Fatalf("me: %s", me.Raw)
+		}
+		a.want(a.do("PATCH", "/api/v1/users/me", x.UserToken, map[string]any{"roles": []string{"owner"}}, nil), 400, "INVALID_REQUEST")
+		a.want(a.do("PATCH", "/api/v1/users/me", x.UserToken, map[string]any{"password": "new-password-42", "currentPassword": "wrong"}, nil), 400, "INVALID_REQUEST")
+		a.want(a.do("PATCH", "/api/v1/users/me", x.UserToken, map[string]any{"password": "new-password-42", "currentPassword": pw, "lastName": "Smith"}, nil), 200, "")
+		a.want(a.do("POST", "/api/v1/auth/login", "", map[string]any{"email": x.UserEmail, "password": "new-password-42", "tenant": "tyrell"}, nil), 200, "")
+		a.want(a.do("POST", "/api/v1/auth/login", "", map[string]any{"email": x.UserEmail, "password": pw, "tenant": "tyrell"}, nil), 401, "INVALID_CREDENTIALS")
+		// Delete hides the user from the default list; its email is free again.
+		a.want(a.do("DELETE", "/api/v1/users/"+ad.str("id"), x.OwnerToken, nil, nil), 204, "")
+		a.want(a.do("DELETE", "/api/v1/users/"+ad.str("id"), x.OwnerToken, nil, nil), 404, "USER_NOT_FOUND")
+		if n := len(a.want(a.do("GET", "/api/v1/users", x.OwnerToken, nil, nil), 200, "").items()); n != 2 {
+			t.Errorf("listed %d users after a delete, want 2", n)
+		}
+		if n := len(a.want(a.do("GET", "/api/v1/users?status=deleted", x.OwnerToken, nil, nil), 200, "").items()); n != 1 {
+			t.Errorf("listed %d deleted users, want 1", n)
+		}
+		a.want(a.do("POST", "/api/v1/users", x.OwnerToken, map[string]any{"email": "admin@tyrell.test", "password": pw}, nil), 201, "")
+		// Filters and pages.
+		for i := 0; i < 5; i++ {
+			a.want(a.do("POST", "/api/v1/users", x.OwnerToken, map[string]any{"email": "bulk" + string(rune('a'+i)) + "@tyrell.test", "password": pw}, nil), 201, "")
+		}
+		if got := a.want(a.do("GET", "/api/v1/users?role=billing_manager", x.OwnerToken, nil, nil), 200, "").items(); len(got) != 1 || got[0]["id"] != x.UserID {
+			t.Errorf("role filter: %v", got)
+		}
+		if got := a.want(a.do("GET", "/api/v1/users?q=BULK", x.OwnerToken, nil, nil), 200, "").items(); len(got) != 5 {
+			t.Errorf("q=BULK found %d, want 5", len(got))
+		}
+		seen := map[string]bool{}
+		cursor := ""
+		for pages := 0; ; pages++ {
+			r := a.want(a.do("GET", "/api/v1/users?limit=3"+cursor, x.OwnerToken, nil, nil), 200, "")
+			for _, u := range r.items() {
+				if seen[u["id"].(string)] {
+					t.Fatalf("user %v listed twice", u["id"])
+				}
+				seen[u["id"].(string)] = true
+			}
+			if r.Body["nextCursor"] == nil {
+				break
+			}
+			cursor = "&cursor=" + r.Body["nextCursor"].(string)
+			if pages > 5 {
+				t.Fatal("pagination does not end")
+			}
+		}
+		if len(seen) != 8 {
+			t.Errorf("paged through %d users, want 8", len(seen))
+		}
+		// Audit payloads never carry secrets.
+		all := a.want(a.do("GET", "/api/v1/audit?limit=100", x.OwnerToken, nil, nil), 200, "")
+		for _, secret := range []string{pw, "new-password-42", "argon2id", "refreshToken", "accessToken"} {
+			if strings.Contains(all.Raw, secret) {
+				t.Errorf("the audit log contains %q", secret)
+			}
+		}
+		if ev := a.want(a.do("GET", "/api/v1/audit?resource=user&action=update&actorId="+x.UserID, x.OwnerToken, nil, nil), 200, "").items(); len(ev) != 1 {
+			t.Errorf("the user's own update: %d events, want 1", len(ev))
+		}
+		// Usage counts.
+		u := a.want(a.do("GET", "/api/v1/tenants/current/usage", x.OwnerToken, nil, nil), 200, "")
+		if u.Body["users"].(map[string]any)["total"].(float64) != 8 {
+			t.Errorf("usage: %s", u.Raw)
+		}
+	})
+}
