@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -22,8 +23,12 @@ type syncBuffer struct {
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func envFor(t *testing.T, d store.Dialect, extra map[string]string) func(string) string {
 	env := map[string]string{"TENANTGATE_DATA_DIR": t.TempDir(), "TENANTGATE_PASSWORD_PROFILE": "fast"}
@@ -31,6 +36,9 @@ func envFor(t *testing.T, d store.Dialect, extra map[string]string) func(string)
 		db := storetest.New(t, d)
 		env["TENANTGATE_DATABASE_URL"] = db.URL
 		env["TENANTGATE_MIGRATION_DATABASE_URL"] = db.OwnerURL
+	}
+	if r := os.Getenv("TENANTGATE_TEST_REDIS_URL"); r != "" {
+		env["TENANTGATE_REDIS_URL"] = r // /api/health must then report Redis healthy
 	}
 	for k, v := range extra {
 		env[k] = v
@@ -46,7 +54,9 @@ func start(t *testing.T, getenv func(string) string) (string, *syncBuffer) {
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &syncBuffer{}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0"}, getenv, strings.NewReader(""), io.Discard, logs) }()
+	go func() {
+		done <- run(ctx, []string{"serve", "--addr", "127.0.0.1:0"}, getenv, strings.NewReader(""), io.Discard, logs)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -130,6 +140,9 @@ func TestServeEndToEnd(t *testing.T) {
 		st, health := call(t, "GET", url+"/api/health", "", nil)
 		if st != 200 || health["status"] != "healthy" {
 			t.Errorf("health: %d %v", st, health)
+		}
+		if os.Getenv("TENANTGATE_TEST_REDIS_URL") != "" && health["dependencies"].(map[string]any)["redis"] != "healthy" {
+			t.Errorf("health does not report Redis healthy: %v", health)
 		}
 		if st, _ := call(t, "GET", url+"/readyz", "", nil); st != 200 {
 			t.Errorf("readyz: %d", st)
