@@ -144,8 +144,25 @@ func (s *Service) cacheGet(key string) (*Tenant, bool) {
 	if !ok || s.now().After(c.exp) {
 		return nil, false
 	}
+	if c.t == nil { // a remembered miss
+		return nil, true
+	}
 	cp := *c.t
 	return &cp, true
+}
+
+// cacheMiss remembers that a key names no tenant, so a host that is not a
+// tenant domain (the API's own name behind a proxy) costs no query per request.
+func (s *Service) cacheMiss(key string) {
+	if s.cfg.CacheTTL <= 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.cache) > 10000 {
+		clear(s.cache)
+	}
+	s.cache[key] = cached{exp: s.now().Add(s.cfg.CacheTTL)}
 }
 
 func (s *Service) cachePut(t *Tenant, keys ...string) {
@@ -153,6 +170,9 @@ func (s *Service) cachePut(t *Tenant, keys ...string) {
 	defer s.mu.Unlock()
 	if len(s.cache) > 10000 {
 		clear(s.cache)
+	}
+	if s.cfg.CacheTTL <= 0 {
+		return
 	}
 	cp := *t
 	for _, k := range keys {
@@ -165,7 +185,7 @@ func (s *Service) forget(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for k, c := range s.cache {
-		if c.t.ID == id {
+		if c.t != nil && c.t.ID == id {
 			delete(s.cache, k)
 		}
 	}
@@ -224,6 +244,9 @@ func (s *Service) BySlug(ctx context.Context, slug string) (*Tenant, error) {
 func (s *Service) ByDomain(ctx context.Context, host string) (*Tenant, error) {
 	host = strings.ToLower(host)
 	if t, ok := s.cacheGet("domain:" + host); ok {
+		if t == nil {
+			return nil, notFound(fmt.Sprintf("for domain %q", host))
+		}
 		return t, nil
 	}
 	var row domainRow
@@ -231,6 +254,7 @@ func (s *Service) ByDomain(ctx context.Context, host string) (*Tenant, error) {
 		return tx.Where("domain = ? AND verified_at IS NOT NULL", host).Take(&row).Error
 	})
 	if store.IsNotFound(err) {
+		s.cacheMiss("domain:" + host)
 		return nil, notFound(fmt.Sprintf("for domain %q", host))
 	}
 	if err != nil {

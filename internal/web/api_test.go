@@ -26,14 +26,14 @@ const testBaseDomain = "tenantgate.test"
 
 // api is a running server over a fresh database.
 type api struct {
-	t       *testing.T
+	t       testing.TB
 	url     string
 	store   *store.Store
 	tenants *tenant.Service
 	ident   *identity.Service
 }
 
-func newAPI(t *testing.T, d store.Dialect) *api {
+func newAPI(t testing.TB, d store.Dialect) *api {
 	t.Helper()
 	s := storetest.Open(t, d)
 	key := make([]byte, 32)

@@ -41,6 +41,18 @@ func TestTenantsCannotReachEachOther(t *testing.T) {
 						}
 					}
 				}
+				// Every tenant route of the route table, named at the other tenant by
+				// header, refuses before touching anything.
+				for _, rt := range (&server{}).routes() {
+					if rt.access != tenantScoped && rt.access != authenticated {
+						continue
+					}
+					path := strings.ReplaceAll(rt.path, "{id}", other.UserID)
+					r := a.do(rt.method, path, me.OwnerToken, map[string]any{}, hdr{"X-Tenant-ID": other.ID})
+					if r.Status != 404 || r.code() != "TENANT_NOT_FOUND" {
+						t.Errorf("%s %s naming the other tenant: got %d %s, want 404 TENANT_NOT_FOUND", rt.method, rt.path, r.Status, r.code())
+					}
+				}
 				// ?tenant= is for operators: for a tenant user it changes nothing.
 				r := a.want(a.do("GET", "/api/v1/users?tenant="+other.Slug, me.OwnerToken, nil, nil), 200, "")
 				for _, u := range r.items() {

@@ -39,8 +39,12 @@ func decodeBytes(raw []byte, dst any) error {
 	if len(raw) > MaxBodyBytes {
 		return errs.Invalid("the body is too large", map[string]string{"body": fmt.Sprintf("must be at most %d bytes", MaxBodyBytes)})
 	}
-	if len(bytes.TrimSpace(raw)) == 0 {
+	trimmed := bytes.TrimSpace(raw)
+	if len(trimmed) == 0 {
 		return errs.Invalid("the body is empty; send a JSON object", map[string]string{"body": "must be a JSON object"})
+	}
+	if trimmed[0] != '{' { // null, arrays, strings, numbers: never what an endpoint takes
+		return errs.Invalid("the body must be a JSON object", map[string]string{"body": "must be a JSON object"})
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()

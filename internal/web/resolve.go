@@ -28,10 +28,10 @@ func parseHost(host, baseDomain string) (subdomain, domain string) {
 		h = hh
 	}
 	h = strings.TrimSuffix(h, ".")
-	if h == "" || len(h) > 253 || net.ParseIP(strings.Trim(h, "[]")) != nil || h == "localhost" || strings.HasSuffix(h, ".localhost") && baseDomain != "localhost" {
+	base := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(baseDomain), "."))
+	if h == "" || len(h) > 253 || net.ParseIP(strings.Trim(h, "[]")) != nil || h == "localhost" || strings.HasSuffix(h, ".localhost") && base != "localhost" {
 		return "", ""
 	}
-	base := strings.ToLower(strings.TrimSuffix(baseDomain, "."))
 	if base != "" {
 		if h == base {
 			return "", ""
