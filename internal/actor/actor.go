@@ -26,6 +26,7 @@ type Actor struct {
 	Permissions []string
 	SessionID   string
 	TokenID     string // jti
+	KeyID       string // set when the caller used an API key: Permissions are then its scopes
 	SourceIP    string
 	UserAgent   string
 	RequestID   string

@@ -22,6 +22,7 @@ type Service struct {
 	pw        PasswordParams
 	now       func() time.Time
 	dummyHash string // verified against when an account does not exist, so timing tells nothing
+	keys      keyCache
 }
 
 // New builds the service.

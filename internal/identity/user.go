@@ -437,6 +437,16 @@ func (s *Service) UpdateUser(ctx context.Context, id string, p UserPatch, self b
 				return err
 			}
 		}
+		if u.Status != StatusActive || p.Roles != nil {
+			// A key acts with its user's roles: drop cached copies, and revoke
+			// the keys of a user who lost access.
+			if u.Status != StatusActive {
+				if err := s.revokeUserKeysTx(tx, u.ID, now); err != nil {
+					return err
+				}
+			}
+			s.keys.evict(func(e *keyEntry) bool { return e.key.UserID == u.ID })
+		}
 		meta := map[string]any{}
 		if passwordChanged {
 			meta["passwordChanged"] = true
@@ -506,6 +516,9 @@ func (s *Service) DeleteUser(ctx context.Context, id string) error {
 			return errs.Internal(err, "delete the user")
 		}
 		if err := revokeSubjectTx(tx, u.ID, "user_deleted", now); err != nil {
+			return err
+		}
+		if err := s.revokeUserKeysTx(tx, u.ID, now); err != nil {
 			return err
 		}
 		return audit.Record(ctx, tx, audit.Entry{EventType: "user.deleted", Resource: "user", ResourceID: u.ID, Action: "delete", Before: before.fill()})

@@ -23,6 +23,7 @@ const (
 	UserDelete     Permission = "user:delete"
 	UserAssignRole Permission = "user:assign_role"
 	AuditRead      Permission = "audit:read"
+	APIKeyManage   Permission = "api_key:manage" // every key of the tenant, not only one's own
 	UsageRead      Permission = "usage:read"
 	BillingRead    Permission = "billing:read"
 	BillingManage  Permission = "billing:manage"
@@ -50,9 +51,9 @@ type Role struct {
 
 var builtins = map[string]Role{
 	RoleOwner: {RoleOwner, 40, []Permission{TenantRead, TenantUpdate, UserRead, UserCreate, UserUpdate, UserDelete,
-		UserAssignRole, AuditRead, UsageRead, BillingRead, BillingManage}},
+		UserAssignRole, AuditRead, UsageRead, BillingRead, BillingManage, APIKeyManage}},
 	RoleAdmin: {RoleAdmin, 30, []Permission{TenantRead, TenantUpdate, UserRead, UserCreate, UserUpdate, UserDelete,
-		UserAssignRole, AuditRead, UsageRead}},
+		UserAssignRole, AuditRead, UsageRead, APIKeyManage}},
 	RoleBillingManager: {RoleBillingManager, 20, []Permission{TenantRead, UserRead, UsageRead, BillingRead, BillingManage}},
 	RoleUser:           {RoleUser, 10, []Permission{TenantRead, UserRead}},
 }
@@ -101,6 +102,10 @@ func Allowed(a *actor.Actor, p Permission) bool {
 	}
 	if a.Type == actor.TypeOperator {
 		return true
+	}
+	// An API key acts as its user, narrowed to the key's scopes.
+	if a.KeyID != "" && !slices.Contains(a.Permissions, string(p)) {
+		return false
 	}
 	for _, role := range a.Roles {
 		if slices.Contains(builtins[role].Permissions, p) {

@@ -17,6 +17,7 @@ import (
 	"github.com/tenantgate/tenantgate/internal/actor"
 	"github.com/tenantgate/tenantgate/internal/audit"
 	"github.com/tenantgate/tenantgate/internal/errs"
+	"github.com/tenantgate/tenantgate/internal/identity"
 	"github.com/tenantgate/tenantgate/internal/rbac"
 	"github.com/tenantgate/tenantgate/internal/store"
 	"github.com/tenantgate/tenantgate/internal/tenant"
@@ -130,7 +131,7 @@ func (s *server) edge(next http.Handler) http.Handler {
 
 type logInfoKey struct{}
 
-type logInfo struct{ tenant, actor string }
+type logInfo struct{ tenant, actor, key string }
 
 // access says who may call a route.
 type access int
@@ -234,7 +235,7 @@ func (s *server) pipeline(r *http.Request, rt route) (context.Context, error) {
 			info.tenant = t.ID
 		}
 		if a != nil {
-			info.actor = string(a.Type) + ":" + a.ID
+			info.actor, info.key = string(a.Type)+":"+a.ID, a.KeyID
 		}
 	}
 	if a == nil {
@@ -313,7 +314,18 @@ func (s *server) authenticate(r *http.Request, base *actor.Actor) (*actor.Actor,
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
 		return nil, errs.Unauthenticated(errs.CodeUnauthorized, "the Authorization header must be: Bearer <token>")
 	}
-	c, err := s.Identity.Signer().Verify(strings.TrimSpace(tok))
+	tok = strings.TrimSpace(tok)
+	if identity.IsAPIKey(tok) {
+		p, err := s.Identity.AuthenticateKey(r.Context(), tok, base.SourceIP)
+		if err != nil {
+			return nil, err
+		}
+		a := *base
+		a.Type, a.ID, a.TenantID, a.KeyID = actor.TypeUser, p.Key.UserID, p.Key.TenantID, p.Key.ID
+		a.Email, a.Username, a.Roles, a.Permissions = p.Email, p.Username, p.Roles, p.Key.Scopes
+		return &a, nil
+	}
+	c, err := s.Identity.Signer().Verify(tok)
 	if err != nil {
 		return nil, err
 	}

@@ -38,6 +38,11 @@ func (s *server) routes() []route {
 		{http.MethodPatch, "/api/v1/users/{id}", tenantScoped, rbac.UserUpdate, s.patchUser},
 		{http.MethodDelete, "/api/v1/users/{id}", tenantScoped, rbac.UserDelete, s.deleteUser},
 
+		// API keys: one's own; api_key:manage sees and revokes every key of the tenant.
+		{http.MethodGet, "/api/v1/api-keys", tenantScoped, "", s.listAPIKeys},
+		{http.MethodPost, "/api/v1/api-keys", tenantScoped, "", s.createAPIKey},
+		{http.MethodDelete, "/api/v1/api-keys/{id}", tenantScoped, "", s.revokeAPIKey},
+
 		// Audit log: a tenant's own; operators see every tenant's.
 		{http.MethodGet, "/api/v1/audit", authenticated, rbac.AuditRead, s.listAudit},
 

@@ -1,0 +1,418 @@
+package identity
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+
+	"github.com/tenantgate/tenantgate/internal/actor"
+	"github.com/tenantgate/tenantgate/internal/audit"
+	"github.com/tenantgate/tenantgate/internal/errs"
+	"github.com/tenantgate/tenantgate/internal/money"
+	"github.com/tenantgate/tenantgate/internal/rbac"
+	"github.com/tenantgate/tenantgate/internal/secret"
+	"github.com/tenantgate/tenantgate/internal/store"
+)
+
+// APIKey is a tenant user's long-lived credential, narrowed to scopes. The
+// secret is shown once at creation; only its SHA-256 is stored.
+type APIKey struct {
+	TenantID      string     `gorm:"primaryKey" json:"tenantId"`
+	ID            string     `gorm:"primaryKey" json:"id"`
+	UserID        string     `json:"userId"`
+	Name          string     `json:"name"`
+	Prefix        string     `json:"prefix"`
+	SecretHash    string     `json:"-"`
+	Scopes        []string   `gorm:"serializer:json" json:"scopes"`
+	IPAllowlist   []string   `gorm:"serializer:json" json:"ipAllowlist"`
+	AllowedModels []string   `gorm:"serializer:json" json:"allowedModels"`
+	BudgetMicros  *int64     `json:"-"`
+	Budget        *string    `gorm:"-" json:"budget"`
+	ExpiresAt     *time.Time `json:"expiresAt"`
+	LastUsedAt    *time.Time `json:"lastUsedAt"`
+	RevokedAt     *time.Time `json:"revokedAt,omitempty"`
+	CreatedAt     time.Time  `json:"createdAt"`
+	prefixes      []netip.Prefix
+}
+
+// TableName maps APIKey to api_keys.
+func (APIKey) TableName() string { return "api_keys" }
+
+// TenantOwned marks API keys as tenant data.
+func (APIKey) TenantOwned() {}
+
+func (k *APIKey) fill() *APIKey {
+	if k.BudgetMicros != nil {
+		b := money.Micros(*k.BudgetMicros).String()
+		k.Budget = &b
+	}
+	for _, l := range []*[]string{&k.Scopes, &k.IPAllowlist, &k.AllowedModels} {
+		if *l == nil {
+			*l = []string{}
+		}
+	}
+	return k
+}
+
+// NewAPIKey is what creating a key takes.
+type NewAPIKey struct {
+	Name          string     `json:"name"`
+	Scopes        []string   `json:"scopes"`    // default: every permission the creator holds
+	ExpiresAt     *time.Time `json:"expiresAt"` // default: never
+	IPAllowlist   []string   `json:"ipAllowlist"`
+	AllowedModels []string   `json:"allowedModels"` // for the AI gateway; empty: all the tenant may use
+	Budget        *string    `json:"budget"`        // for the AI gateway, e.g. "25.00"; null: no per-key budget
+}
+
+// API keys read "tg_" + base64url(32 random bytes ‖ the 16-byte tenant id):
+// the tenant lets authentication open that tenant's scope (and RLS) before
+// the lookup, and the random part leads so prefixes tell keys apart.
+const keyPrefix = "tg_"
+
+// IsAPIKey reports whether a bearer credential looks like an API key.
+func IsAPIKey(tok string) bool { return strings.HasPrefix(tok, keyPrefix) }
+
+func newKeySecret(tenantID string) (string, error) {
+	tid, err := uuid.Parse(tenantID)
+	if err != nil {
+		return "", err
+	}
+	raw := make([]byte, 48)
+	if _, err := rand.Read(raw[:32]); err != nil {
+		return "", err
+	}
+	copy(raw[32:], tid[:])
+	return keyPrefix + base64.RawURLEncoding.EncodeToString(raw), nil
+}
+
+// KeyTenant returns the tenant an API key belongs to.
+func KeyTenant(tok string) (string, bool) {
+	rest, ok := strings.CutPrefix(tok, keyPrefix)
+	if !ok || len(rest) != 64 {
+		return "", false
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(rest)
+	if err != nil || len(raw) != 48 {
+		return "", false
+	}
+	id, err := uuid.FromBytes(raw[32:])
+	if err != nil || id == uuid.Nil {
+		return "", false
+	}
+	return id.String(), true
+}
+
+func parseCIDRs(f errs.Fields, field string, in []string) ([]string, []netip.Prefix) {
+	var out []string
+	var pfx []netip.Prefix
+	for _, c := range in {
+		c = strings.TrimSpace(c)
+		var p netip.Prefix
+		var err error
+		if strings.Contains(c, "/") {
+			p, err = netip.ParsePrefix(c)
+			p = p.Masked()
+		} else {
+			var a netip.Addr
+			a, err = netip.ParseAddr(c)
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		if err != nil {
+			f.Add(field, c+" is not an IP address or CIDR range")
+			continue
+		}
+		out, pfx = append(out, p.String()), append(pfx, p)
+	}
+	if len(out) > 100 {
+		f.Add(field, "must have at most 100 entries")
+	}
+	if out == nil {
+		out = []string{}
+	}
+	return out, pfx
+}
+
+// CreateAPIKey creates a key for the calling user. Its scopes must be a
+// subset of the user's permissions; the secret is returned once.
+func (s *Service) CreateAPIKey(ctx context.Context, in NewAPIKey) (*APIKey, string, error) {
+	a := actor.From(ctx)
+	if a == nil || a.Type != actor.TypeUser {
+		return nil, "", errs.Forbidden(errs.CodeForbidden, "only a tenant user can hold API keys")
+	}
+	if a.KeyID != "" {
+		return nil, "", errs.Forbidden(errs.CodeForbidden, "an API key cannot create API keys; use a login session")
+	}
+	f := errs.Fields{}
+	in.Name = strings.TrimSpace(in.Name)
+	if in.Name == "" || len(in.Name) > 100 {
+		f.Add("name", "must be 1 to 100 characters")
+	}
+	mine := rbac.PermissionsOf(a.Roles)
+	scopes := in.Scopes
+	if len(scopes) == 0 {
+		scopes = mine
+	}
+	var clean []string
+	for _, sc := range scopes {
+		if !slices.Contains(mine, sc) {
+			f.Add("scopes", "you do not hold "+sc+"; a key can only have permissions you have ("+strings.Join(mine, ", ")+")")
+			continue
+		}
+		if !slices.Contains(clean, sc) {
+			clean = append(clean, sc)
+		}
+	}
+	slices.Sort(clean)
+	now := s.now()
+	if in.ExpiresAt != nil && !in.ExpiresAt.After(now) {
+		f.Add("expiresAt", "must be in the future")
+	}
+	cidrs, _ := parseCIDRs(f, "ipAllowlist", in.IPAllowlist)
+	models := []string{}
+	for _, m := range in.AllowedModels {
+		m = strings.TrimSpace(m)
+		if m == "" || len(m) > 200 {
+			f.Add("allowedModels", "each model name must be 1 to 200 characters")
+			continue
+		}
+		models = append(models, m)
+	}
+	var budget *int64
+	if in.Budget != nil {
+		m, err := money.Parse(*in.Budget)
+		if err != nil {
+			f.Add("budget", err.Error())
+		}
+		v := int64(m)
+		budget = &v
+	}
+	if err := f.Err(); err != nil {
+		return nil, "", err
+	}
+	tenantID := store.TenantFrom(ctx)
+	sec, err := newKeySecret(tenantID)
+	if err != nil {
+		return nil, "", errs.Internal(err, "make the key")
+	}
+	k := &APIKey{ID: uuid.Must(uuid.NewV7()).String(), UserID: a.ID, Name: in.Name, Prefix: sec[:11], SecretHash: secret.Hash(sec),
+		Scopes: clean, IPAllowlist: cidrs, AllowedModels: models, BudgetMicros: budget, CreatedAt: now}
+	if in.ExpiresAt != nil {
+		e := in.ExpiresAt.UTC()
+		k.ExpiresAt = &e
+	}
+	err = s.store.Tx(ctx, func(tx *gorm.DB) error {
+		if err := tx.Create(k).Error; err != nil {
+			return errs.Internal(err, "store the key")
+		}
+		return audit.Record(ctx, tx, audit.Entry{EventType: "api_key.created", Resource: "api_key", ResourceID: k.ID, Action: "create", After: k.fill()})
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return k, sec, nil
+}
+
+// ListAPIKeys lists keys: every key of the tenant when all is set (the
+// api_key:manage permission), else the caller's own. Revoked keys are left
+// out unless revoked is set.
+func (s *Service) ListAPIKeys(ctx context.Context, all bool, userID string, revoked bool, p store.Page) ([]APIKey, *string, error) {
+	a := actor.From(ctx)
+	var out []APIKey
+	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
+		q := tx.Model(&APIKey{})
+		switch {
+		case !all:
+			q = q.Where("user_id = ?", a.ID)
+		case userID != "":
+			q = q.Where("user_id = ?", userID)
+		}
+		if !revoked {
+			q = q.Where("revoked_at IS NULL")
+		}
+		return p.Apply(q, "id").Find(&out).Error
+	})
+	if err != nil {
+		return nil, nil, errs.Internal(err, "list API keys")
+	}
+	for i := range out {
+		out[i].fill()
+	}
+	items, next := store.Trim(out, p, func(k APIKey) string { return k.ID })
+	return items, next, nil
+}
+
+// RevokeAPIKey revokes a key: the caller's own, or any with all set.
+func (s *Service) RevokeAPIKey(ctx context.Context, id string, all bool) error {
+	a := actor.From(ctx)
+	notFound := errs.NotFound(errs.CodeNotFound, "no API key with id %q", id)
+	if !store.ValidID(id) {
+		return notFound
+	}
+	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
+		var k APIKey
+		if err := tx.Where("id = ? AND revoked_at IS NULL", id).Take(&k).Error; err != nil {
+			if store.IsNotFound(err) {
+				return notFound
+			}
+			return err
+		}
+		if !all && k.UserID != a.ID {
+			return notFound
+		}
+		now := s.now()
+		if err := tx.Model(&k).Update("revoked_at", now).Error; err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, audit.Entry{EventType: "api_key.revoked", Resource: "api_key", ResourceID: k.ID, Action: "delete", Before: k.fill()})
+	})
+	if err != nil {
+		if _, ok := errs.As(err); ok {
+			return err
+		}
+		return errs.Internal(err, "revoke the key")
+	}
+	s.keys.evict(func(e *keyEntry) bool { return e.key.ID == id })
+	return nil
+}
+
+// KeyPrincipal is who an API key authenticates as.
+type KeyPrincipal struct {
+	Key      *APIKey
+	Roles    []string
+	Username string
+	Email    string
+}
+
+// keyCache keeps recently verified keys so authentication costs no database
+// round trip; an entry lives KeyCacheTTL, which bounds how long another
+// server process may still accept a key revoked elsewhere.
+type keyCache struct {
+	mu      sync.Mutex
+	entries map[string]*keyEntry // by secret hash
+}
+
+type keyEntry struct {
+	key  APIKey
+	p    KeyPrincipal
+	exp  time.Time
+	fail error // a remembered refusal (unknown or revoked key)
+}
+
+// KeyCacheTTL is how long a verified key is trusted without a database read.
+const KeyCacheTTL = 30 * time.Second
+
+func (c *keyCache) get(hash string, now time.Time) (*keyEntry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[hash]
+	if !ok || now.After(e.exp) {
+		return nil, false
+	}
+	return e, true
+}
+
+func (c *keyCache) put(hash string, e *keyEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil || len(c.entries) > 100000 {
+		c.entries = map[string]*keyEntry{}
+	}
+	c.entries[hash] = e
+}
+
+func (c *keyCache) evict(match func(*keyEntry) bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for h, e := range c.entries {
+		if match(e) {
+			delete(c.entries, h)
+		}
+	}
+}
+
+var errBadKey = errs.Unauthenticated(errs.CodeTokenInvalid, "the API key is not valid")
+
+// AuthenticateKey checks an API key and returns its principal. It reads the
+// database at most once per key per KeyCacheTTL (and records the key's last
+// use then).
+func (s *Service) AuthenticateKey(ctx context.Context, tok, clientIP string) (*KeyPrincipal, error) {
+	tenantID, ok := KeyTenant(tok)
+	if !ok {
+		return nil, errBadKey
+	}
+	hash := secret.Hash(tok)
+	now := s.now()
+	e, hit := s.keys.get(hash, now)
+	if !hit {
+		e = &keyEntry{exp: now.Add(KeyCacheTTL)}
+		err := s.store.Tx(store.WithTenant(ctx, tenantID), func(tx *gorm.DB) error {
+			var k APIKey
+			if err := tx.Where("secret_hash = ?", hash).Take(&k).Error; err != nil {
+				if store.IsNotFound(err) {
+					e.fail = errBadKey
+					return nil
+				}
+				return err
+			}
+			if k.RevokedAt != nil {
+				e.fail = errs.Unauthenticated(errs.CodeTokenInvalid, "this API key was revoked")
+				return nil
+			}
+			u, err := s.getTx(tx, k.UserID)
+			if err != nil || u.Status != StatusActive {
+				e.fail = errs.Unauthenticated(errs.CodeTokenInvalid, "this API key's user can no longer sign in")
+				return nil
+			}
+			if err := tx.Model(&k).Update("last_used_at", now).Error; err != nil {
+				return err
+			}
+			k.LastUsedAt = &now
+			_, k.prefixes = parseCIDRs(errs.Fields{}, "", k.IPAllowlist)
+			e.key = k
+			e.p = KeyPrincipal{Key: &e.key, Roles: u.Roles, Username: u.Username, Email: u.Email}
+			return nil
+		})
+		if err != nil {
+			return nil, errs.Internal(err, "check the API key")
+		}
+		s.keys.put(hash, e)
+	}
+	if e.fail != nil {
+		return nil, e.fail
+	}
+	if e.key.ExpiresAt != nil && !now.Before(*e.key.ExpiresAt) {
+		return nil, errs.Unauthenticated(errs.CodeTokenExpired, "this API key has expired; create a new one")
+	}
+	if len(e.key.prefixes) > 0 {
+		ip, err := netip.ParseAddr(clientIP)
+		allowed := false
+		for _, p := range e.key.prefixes {
+			if err == nil && p.Contains(ip.Unmap()) {
+				allowed = true
+				break
+			}
+		}
+		if !allowed {
+			return nil, errs.Forbidden(errs.CodeForbidden, "this API key may not be used from %s", clientIP)
+		}
+	}
+	p := e.p
+	return &p, nil
+}
+
+// revokeUserKeysTx revokes every key of a user who lost access.
+func (s *Service) revokeUserKeysTx(tx *gorm.DB, userID string, now time.Time) error {
+	if err := tx.Model(&APIKey{}).Where("user_id = ? AND revoked_at IS NULL", userID).Update("revoked_at", now).Error; err != nil {
+		return err
+	}
+	s.keys.evict(func(e *keyEntry) bool { return e.key.UserID == userID })
+	return nil
+}
