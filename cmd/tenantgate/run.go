@@ -275,6 +275,7 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 	bg, stopBg := context.WithCancel(ctx)
 	defer stopBg()
 	go svc.tenants.RunPurger(actor.With(bg, actor.System("purge")), cfg.PurgeEvery)
+	go svc.identity.RunRevocationSync(bg, 2*time.Second, log)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -23,6 +23,7 @@ type Service struct {
 	now       func() time.Time
 	dummyHash string // verified against when an account does not exist, so timing tells nothing
 	keys      keyCache
+	revoked   revocations
 }
 
 // New builds the service.

@@ -129,6 +129,7 @@ func (s *Service) Refresh(ctx context.Context, tok string) (*Tokens, error) {
 	ctx = store.WithTenant(ctx, tenantID)
 	var out *Tokens
 	var failure error
+	var ended string
 	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
 		var rt refreshToken
 		if err := tx.Where("token_hash = ?", secret.Hash(tok)).Take(&rt).Error; err != nil {
@@ -149,6 +150,7 @@ func (s *Service) Refresh(ctx context.Context, tok string) (*Tokens, error) {
 			if err := revokeSessionTx(tx, rt.SessionID, "refresh_token_reuse", now); err != nil {
 				return err
 			}
+			ended = rt.SessionID
 			failure = errs.Unauthenticated(errs.CodeTokenInvalid, "this refresh token was already used; the session has been ended for safety, log in again")
 			return audit.Record(actor.With(ctx, &actor.Actor{Type: actor.Type(rt.SubjectType), ID: rt.SubjectID}), tx, audit.Entry{
 				TenantID: tenantID, EventType: "session.reuse_detected", Resource: "session", ResourceID: rt.SessionID,
@@ -163,6 +165,7 @@ func (s *Service) Refresh(ctx context.Context, tok string) (*Tokens, error) {
 			u, err := s.getTx(tx, rt.SubjectID)
 			if err != nil || u.Status != StatusActive {
 				failure = errs.Unauthenticated(errs.CodeUnauthorized, "this account can no longer sign in")
+				ended = rt.SessionID
 				return revokeSessionTx(tx, rt.SessionID, "account_inactive", now)
 			}
 			claims = userClaims(u, rt.SessionID)
@@ -170,6 +173,7 @@ func (s *Service) Refresh(ctx context.Context, tok string) (*Tokens, error) {
 			o, err := s.getOperatorTx(tx, rt.SubjectID)
 			if err != nil || o.Status != StatusActive {
 				failure = errs.Unauthenticated(errs.CodeUnauthorized, "this account can no longer sign in")
+				ended = rt.SessionID
 				return revokeSessionTx(tx, rt.SessionID, "account_inactive", now)
 			}
 			claims = operatorClaims(o, rt.SessionID)
@@ -193,6 +197,9 @@ func (s *Service) Refresh(ctx context.Context, tok string) (*Tokens, error) {
 		return nil, errs.Internal(err, "refresh the session")
 	}
 	if failure != nil {
+		if ended != "" {
+			s.markRevoked(ended) // reuse or a lost account ended the session
+		}
 		return nil, failure
 	}
 	return out, nil
@@ -206,7 +213,8 @@ func (s *Service) Logout(ctx context.Context, tok string) error {
 		return errBadRefresh
 	}
 	ctx = store.WithTenant(ctx, tenantID)
-	return s.store.Tx(ctx, func(tx *gorm.DB) error {
+	var sid string
+	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
 		var rt refreshToken
 		if err := tx.Where("token_hash = ?", secret.Hash(tok)).Take(&rt).Error; err != nil {
 			if store.IsNotFound(err) {
@@ -214,24 +222,90 @@ func (s *Service) Logout(ctx context.Context, tok string) error {
 			}
 			return err
 		}
+		sid = rt.SessionID
 		if err := revokeSessionTx(tx, rt.SessionID, "logout", s.now()); err != nil {
 			return err
 		}
 		return audit.Record(ctx, tx, audit.Entry{TenantID: tenantID, EventType: "auth.logout", Resource: "session",
 			ResourceID: rt.SessionID, Action: "logout"})
 	})
+	if err == nil && sid != "" {
+		s.markRevoked(sid)
+	}
+	return err
 }
 
 // LogoutSession ends one session by id (from the access token's sid).
 func (s *Service) LogoutSession(ctx context.Context, tenantID, sessionID string) error {
 	ctx = store.WithTenant(ctx, tenantID)
-	return s.store.Tx(ctx, func(tx *gorm.DB) error {
+	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
 		if err := revokeSessionTx(tx, sessionID, "logout", s.now()); err != nil {
 			return err
 		}
 		return audit.Record(ctx, tx, audit.Entry{TenantID: tenantID, EventType: "auth.logout", Resource: "session",
 			ResourceID: sessionID, Action: "logout"})
 	})
+	if err == nil {
+		s.markRevoked(sessionID)
+	}
+	return err
+}
+
+// Session is one signed-in session (a chain of refresh tokens).
+type Session struct {
+	ID        string    `json:"id"`
+	SourceIP  *string   `json:"sourceIp,omitempty"`
+	UserAgent *string   `json:"userAgent,omitempty"`
+	LastSeen  time.Time `json:"lastSeenAt"`
+	ExpiresAt time.Time `json:"expiresAt"`
+	Current   bool      `json:"current"`
+}
+
+// ListSessions lists the calling user's live sessions, most recent first.
+func (s *Service) ListSessions(ctx context.Context) ([]Session, error) {
+	a := actor.From(ctx)
+	var rows []refreshToken
+	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
+		return tx.Where("subject_id = ? AND revoked_at IS NULL AND used_at IS NULL AND expires_at > ?", a.ID, s.now()).
+			Order("created_at DESC").Limit(200).Find(&rows).Error
+	})
+	if err != nil {
+		return nil, errs.Internal(err, "list sessions")
+	}
+	out := make([]Session, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, Session{ID: r.SessionID, SourceIP: r.SourceIP, UserAgent: r.UserAgent, LastSeen: r.CreatedAt,
+			ExpiresAt: r.ExpiresAt, Current: r.SessionID == a.SessionID})
+	}
+	return out, nil
+}
+
+// RevokeOwnSession ends one of the calling user's sessions.
+func (s *Service) RevokeOwnSession(ctx context.Context, sid string) error {
+	a := actor.From(ctx)
+	notFound := errs.NotFound(errs.CodeNotFound, "no session %q of yours", sid)
+	if !store.ValidID(sid) {
+		return notFound
+	}
+	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
+		res := tx.Model(&refreshToken{}).Where("session_id = ? AND subject_id = ? AND revoked_at IS NULL", sid, a.ID).
+			Updates(map[string]any{"revoked_at": s.now(), "revoke_reason": "revoked_by_user"})
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected == 0 {
+			return notFound
+		}
+		return audit.Record(ctx, tx, audit.Entry{EventType: "session.revoked", Resource: "session", ResourceID: sid, Action: "revoke"})
+	})
+	if err != nil {
+		if _, ok := errs.As(err); ok {
+			return err
+		}
+		return errs.Internal(err, "revoke the session")
+	}
+	s.markRevoked(sid)
+	return nil
 }
 
 func revokeSessionTx(tx *gorm.DB, sessionID, reason string, now time.Time) error {
@@ -239,7 +313,16 @@ func revokeSessionTx(tx *gorm.DB, sessionID, reason string, now time.Time) error
 		Updates(map[string]any{"revoked_at": now, "revoke_reason": reason}).Error
 }
 
-func revokeSubjectTx(tx *gorm.DB, subjectID, reason string, now time.Time) error {
-	return tx.Model(&refreshToken{}).Where("subject_id = ? AND revoked_at IS NULL", subjectID).
+// revokeSubjectTx ends every session of a user or operator and returns their ids.
+func revokeSubjectTx(tx *gorm.DB, subjectID, reason string, now time.Time) ([]string, error) {
+	var sids []string
+	if err := tx.Model(&refreshToken{}).Distinct("session_id").Where("subject_id = ? AND revoked_at IS NULL", subjectID).
+		Pluck("session_id", &sids).Error; err != nil {
+		return nil, err
+	}
+	if len(sids) == 0 {
+		return nil, nil
+	}
+	return sids, tx.Model(&refreshToken{}).Where("subject_id = ? AND revoked_at IS NULL", subjectID).
 		Updates(map[string]any{"revoked_at": now, "revoke_reason": reason}).Error
 }

@@ -332,6 +332,7 @@ func escapeLike(s string) string {
 // and status cannot be changed.
 func (s *Service) UpdateUser(ctx context.Context, id string, p UserPatch, self bool) (*User, error) {
 	var out *User
+	var ended []string
 	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
 		u, err := s.getTx(tx, id)
 		if err != nil {
@@ -433,7 +434,7 @@ func (s *Service) UpdateUser(ctx context.Context, id string, p UserPatch, self b
 		}
 		// Losing access (suspension, password change) ends the user's sessions.
 		if passwordChanged || u.Status != StatusActive {
-			if err := revokeSubjectTx(tx, u.ID, "user_changed", now); err != nil {
+			if ended, err = revokeSubjectTx(tx, u.ID, "user_changed", now); err != nil {
 				return err
 			}
 		}
@@ -455,6 +456,9 @@ func (s *Service) UpdateUser(ctx context.Context, id string, p UserPatch, self b
 		return audit.Record(ctx, tx, audit.Entry{EventType: "user.updated", Resource: "user", ResourceID: u.ID, Action: "update",
 			Before: before.fill(), After: u, Metadata: meta})
 	})
+	if err == nil {
+		s.markRevoked(ended...)
+	}
 	return out, err
 }
 
@@ -491,7 +495,8 @@ func (s *Service) keepAnOwner(tx *gorm.DB, before, after *User) error {
 
 // DeleteUser marks a user deleted and ends their sessions.
 func (s *Service) DeleteUser(ctx context.Context, id string) error {
-	return s.store.Tx(ctx, func(tx *gorm.DB) error {
+	var ended []string
+	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
 		u, err := s.getTx(tx, id)
 		if err != nil {
 			return err
@@ -515,7 +520,7 @@ func (s *Service) DeleteUser(ctx context.Context, id string) error {
 		if err := tx.Model(u).Updates(map[string]any{"status": StatusDeleted, "deleted_at": now, "updated_at": now}).Error; err != nil {
 			return errs.Internal(err, "delete the user")
 		}
-		if err := revokeSubjectTx(tx, u.ID, "user_deleted", now); err != nil {
+		if ended, err = revokeSubjectTx(tx, u.ID, "user_deleted", now); err != nil {
 			return err
 		}
 		if err := s.revokeUserKeysTx(tx, u.ID, now); err != nil {
@@ -523,6 +528,10 @@ func (s *Service) DeleteUser(ctx context.Context, id string) error {
 		}
 		return audit.Record(ctx, tx, audit.Entry{EventType: "user.deleted", Resource: "user", ResourceID: u.ID, Action: "delete", Before: before.fill()})
 	})
+	if err == nil {
+		s.markRevoked(ended...)
+	}
+	return err
 }
 
 // CountUsers counts the tenant's users by status.

@@ -52,3 +52,26 @@ func (s *server) revokeAPIKey(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
+
+func (s *server) listSessions(w http.ResponseWriter, r *http.Request) error {
+	if _, err := me(r); err != nil {
+		return err
+	}
+	items, err := s.Identity.ListSessions(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, newList(items, nil))
+	return nil
+}
+
+func (s *server) revokeSession(w http.ResponseWriter, r *http.Request) error {
+	if _, err := me(r); err != nil {
+		return err
+	}
+	if err := s.Identity.RevokeOwnSession(r.Context(), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -329,6 +329,9 @@ func (s *server) authenticate(r *http.Request, base *actor.Actor) (*actor.Actor,
 	if err != nil {
 		return nil, err
 	}
+	if s.Identity.SessionRevoked(c.SessionID) {
+		return nil, errs.Unauthenticated(errs.CodeTokenInvalid, "this session has ended; log in again")
+	}
 	a := *base
 	a.ID, a.Email, a.Username, a.SessionID, a.TokenID = c.Subject, c.Email, c.Username, c.SessionID, c.ID
 	a.Roles, a.Permissions = c.Roles, c.Permissions

@@ -38,6 +38,10 @@ func (s *server) routes() []route {
 		{http.MethodPatch, "/api/v1/users/{id}", tenantScoped, rbac.UserUpdate, s.patchUser},
 		{http.MethodDelete, "/api/v1/users/{id}", tenantScoped, rbac.UserDelete, s.deleteUser},
 
+		// Sessions of the calling user.
+		{http.MethodGet, "/api/v1/sessions", tenantScoped, "", s.listSessions},
+		{http.MethodDelete, "/api/v1/sessions/{id}", tenantScoped, "", s.revokeSession},
+
 		// API keys: one's own; api_key:manage sees and revokes every key of the tenant.
 		{http.MethodGet, "/api/v1/api-keys", tenantScoped, "", s.listAPIKeys},
 		{http.MethodPost, "/api/v1/api-keys", tenantScoped, "", s.createAPIKey},

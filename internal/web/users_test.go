@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tenantgate/tenantgate/internal/identity"
 	"github.com/tenantgate/tenantgate/internal/store"
 	"github.com/tenantgate/tenantgate/internal/store/storetest"
 )
@@ -22,20 +23,28 @@ func TestSessions(t *testing.T) {
 		// Replaying the spent token is theft: the whole session ends, the new token too.
 		a.want(a.do("POST", "/api/v1/auth/refresh", "", map[string]any{"refreshToken": x.OwnerRefresh}, nil), 401, "TOKEN_INVALID")
 		a.want(a.do("POST", "/api/v1/auth/refresh", "", map[string]any{"refreshToken": second}, nil), 401, "TOKEN_INVALID")
+		// ...and its access tokens, old and new, are refused until they expire.
+		a.want(a.do("GET", "/api/v1/users/me", r.str("accessToken"), nil, nil), 401, "TOKEN_INVALID")
+		a.want(a.do("GET", "/api/v1/users/me", x.OwnerToken, nil, nil), 401, "TOKEN_INVALID")
+		x.OwnerToken = a.want(a.do("POST", "/api/v1/auth/login", "", map[string]any{"email": x.OwnerEmail, "password": pw, "tenant": "cyberdyne"}, nil), 200, "").str("accessToken")
 		ev := a.want(a.do("GET", "/api/v1/audit?eventType=session.reuse_detected", x.OwnerToken, nil, nil), 200, "").items()
 		if len(ev) != 1 {
 			t.Errorf("reuse detections audited: %d, want 1", len(ev))
 		}
 		// Logout ends a session; logging out twice is fine.
 		l := a.want(a.do("POST", "/api/v1/auth/login", "", map[string]any{"email": x.UserEmail, "password": pw, "tenant": "cyberdyne"}, nil), 200, "")
+		a.want(a.do("GET", "/api/v1/users/me", l.str("accessToken"), nil, nil), 200, "")
 		a.want(a.do("POST", "/api/v1/auth/logout", "", map[string]any{"refreshToken": l.str("refreshToken")}, nil), 204, "")
 		a.want(a.do("POST", "/api/v1/auth/logout", "", map[string]any{"refreshToken": l.str("refreshToken")}, nil), 204, "")
+		a.want(a.do("GET", "/api/v1/users/me", l.str("accessToken"), nil, nil), 401, "TOKEN_INVALID")
 		a.want(a.do("POST", "/api/v1/auth/refresh", "", map[string]any{"refreshToken": l.str("refreshToken")}, nil), 401, "TOKEN_INVALID")
 		a.want(a.do("POST", "/api/v1/auth/refresh", "", map[string]any{"refreshToken": "tgr_garbage"}, nil), 401, "TOKEN_INVALID")
 		// Suspending a user ends their sessions.
 		l = a.want(a.do("POST", "/api/v1/auth/login", "", map[string]any{"email": x.UserEmail, "password": pw, "tenant": "cyberdyne"}, nil), 200, "")
 		a.want(a.do("PATCH", "/api/v1/users/"+x.UserID, x.OwnerToken, map[string]any{"status": "suspended"}, nil), 200, "")
 		a.want(a.do("POST", "/api/v1/auth/refresh", "", map[string]any{"refreshToken": l.str("refreshToken")}, nil), 401, "TOKEN_INVALID")
+		a.want(a.do("GET", "/api/v1/tenants/current", l.str("accessToken"), nil, nil), 401, "TOKEN_INVALID")
+		a.want(a.do("GET", "/api/v1/tenants/current", x.UserToken, nil, nil), 401, "TOKEN_INVALID")
 		a.want(a.do("POST", "/api/v1/auth/login", "", map[string]any{"email": x.UserEmail, "password": pw, "tenant": "cyberdyne"}, nil), 403, "FORBIDDEN")
 		// Failed logins are audited, without the password.
 		a.want(a.do("POST", "/api/v1/auth/login", "", map[string]any{"email": x.OwnerEmail, "password": "wrong-password-1", "tenant": "cyberdyne"}, nil), 401, "INVALID_CREDENTIALS")
@@ -57,6 +66,42 @@ func TestSessions(t *testing.T) {
 		disc := a.want(a.do("GET", "/.well-known/openid-configuration", "", nil, nil), 200, "")
 		if disc.str("jwks_uri") != "http://tenantgate.test/.well-known/jwks.json" {
 			t.Errorf("discovery: %s", disc.Raw)
+		}
+	})
+}
+
+// TestSessionList lists and revokes one's own sessions; another process's
+// revocation arrives through SyncRevocations.
+func TestSessionList(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		x := a.signup("massive")
+		second := a.want(a.do("POST", "/api/v1/auth/login", "", map[string]any{"email": x.OwnerEmail, "password": pw, "tenant": "massive"}, nil), 200, "")
+		list := a.want(a.do("GET", "/api/v1/sessions", x.OwnerToken, nil, nil), 200, "").items()
+		if len(list) != 2 {
+			t.Fatalf("%d sessions, want 2: %v", len(list), list)
+		}
+		var other string
+		for _, s := range list {
+			if s["current"] != true {
+				other = s["id"].(string)
+			}
+		}
+		if other == "" {
+			t.Fatalf("no session other than the current one: %v", list)
+		}
+		// Another user cannot end it; its owner can.
+		a.want(a.do("DELETE", "/api/v1/sessions/"+other, x.UserToken, nil, nil), 404, "NOT_FOUND")
+		a.want(a.do("DELETE", "/api/v1/sessions/"+other, x.OwnerToken, nil, nil), 204, "")
+		a.want(a.do("GET", "/api/v1/users/me", second.str("accessToken"), nil, nil), 401, "TOKEN_INVALID")
+		if n := len(a.want(a.do("GET", "/api/v1/sessions", x.OwnerToken, nil, nil), 200, "").items()); n != 1 {
+			t.Errorf("%d sessions after revoking one, want 1", n)
+		}
+		// A second server process over the same database learns of revocations by polling.
+		peer := identity.New(a.store, a.ident.Signer(), identity.FastPasswordParams)
+		storetest.Must(t, peer.SyncRevocations(t.Context()))
+		if !peer.SessionRevoked(other) {
+			t.Error("the peer process does not know the session was revoked")
 		}
 	})
 }
