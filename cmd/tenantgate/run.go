@@ -17,6 +17,7 @@ import (
 
 	"github.com/tenantgate/tenantgate/internal/actor"
 	"github.com/tenantgate/tenantgate/internal/identity"
+	"github.com/tenantgate/tenantgate/internal/kv"
 	"github.com/tenantgate/tenantgate/internal/secret"
 	"github.com/tenantgate/tenantgate/internal/store"
 	"github.com/tenantgate/tenantgate/internal/tenant"
@@ -191,12 +192,24 @@ type services struct {
 	store    *store.Store
 	tenants  *tenant.Service
 	identity *identity.Service
+	kv       kv.Store
+	close    func()
 }
 
 func buildServices(ctx context.Context, cfg config, s *store.Store, log *slog.Logger, publicURL string) (*services, error) {
 	box, err := masterBox(cfg, log)
 	if err != nil {
 		return nil, err
+	}
+	var shared kv.Store = kv.NewMemory()
+	closeFn := func() {}
+	if cfg.RedisURL != "" {
+		opts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("TENANTGATE_REDIS_URL: %w", err)
+		}
+		rdb := redis.NewClient(opts)
+		shared, closeFn = kv.NewRedis(rdb, "tenantgate:"), func() { rdb.Close() }
 	}
 	keys, err := identity.LoadKeys(ctx, s, box)
 	if err != nil {
@@ -206,7 +219,8 @@ func buildServices(ctx context.Context, cfg config, s *store.Store, log *slog.Lo
 		AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL})
 	tcfg := tenant.DefaultConfig
 	tcfg.TrialDays, tcfg.PurgeDelay = cfg.TrialDays, cfg.PurgeDelay
-	return &services{store: s, tenants: tenant.New(s, tcfg, log), identity: identity.New(s, signer, passwordParams(cfg))}, nil
+	return &services{store: s, tenants: tenant.New(s, tcfg, log), kv: shared, close: closeFn,
+		identity: identity.New(s, signer, identity.Options{Password: passwordParams(cfg), Box: box, KV: shared})}, nil
 }
 
 func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Writer) error {
@@ -256,16 +270,10 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 			return fmt.Errorf("bootstrap operator: %w", err)
 		}
 	}
+	defer svc.close()
 	deps := map[string]web.Pinger{}
 	if cfg.RedisURL != "" {
-		opts, err := redis.ParseURL(cfg.RedisURL)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("TENANTGATE_REDIS_URL: %w", err)
-		}
-		rdb := redis.NewClient(opts)
-		defer rdb.Close()
-		deps["redis"] = redisPinger{rdb}
+		deps["redis"] = svc.kv
 	}
 	handler := web.NewServer(web.Deps{Log: log, Store: s, Tenants: svc.tenants, Identity: svc.identity,
 		BaseDomain: cfg.BaseDomain, PublicURL: publicURL, Version: version, StartedAt: time.Now(), Dependencies: deps})
@@ -294,10 +302,6 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 	log.Info("stopped")
 	return nil
 }
-
-type redisPinger struct{ c *redis.Client }
-
-func (p redisPinger) Ping(ctx context.Context) error { return p.c.Ping(ctx).Err() }
 
 func migrate(ctx context.Context, cfg config, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("migrate", "Apply pending database migrations (as the schema owner), and on PostgreSQL grant the server's role what it needs.", stderr)

@@ -5,6 +5,8 @@ package identity
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -12,6 +14,8 @@ import (
 	"github.com/tenantgate/tenantgate/internal/actor"
 	"github.com/tenantgate/tenantgate/internal/audit"
 	"github.com/tenantgate/tenantgate/internal/errs"
+	"github.com/tenantgate/tenantgate/internal/kv"
+	"github.com/tenantgate/tenantgate/internal/secret"
 	"github.com/tenantgate/tenantgate/internal/store"
 )
 
@@ -20,19 +24,54 @@ type Service struct {
 	store     *store.Store
 	signer    *Signer
 	pw        PasswordParams
+	box       *secret.Box // seals TOTP secrets
+	kv        kv.Store    // login failure counters and lockouts
+	lockout   Lockout
 	now       func() time.Time
 	dummyHash string // verified against when an account does not exist, so timing tells nothing
 	keys      keyCache
 	revoked   revocations
 }
 
+// Options configure the service.
+type Options struct {
+	Password PasswordParams
+	Box      *secret.Box // required for two-factor authentication
+	KV       kv.Store    // default: in memory (one process)
+	Lockout  Lockout     // default: DefaultLockout
+}
+
+// Lockout is the login backoff policy: after AccountAfter failures for one
+// account (or IPAfter from one address) within Window, further attempts are
+// refused for Base, doubling with every further failure up to Max.
+type Lockout struct {
+	AccountAfter int64
+	IPAfter      int64
+	Window       time.Duration
+	Base         time.Duration
+	Max          time.Duration
+}
+
+// DefaultLockout: 5 failures per account or 20 per address in 15 minutes.
+var DefaultLockout = Lockout{AccountAfter: 5, IPAfter: 20, Window: 15 * time.Minute, Base: 30 * time.Second, Max: 15 * time.Minute}
+
 // New builds the service.
-func New(s *store.Store, signer *Signer, pw PasswordParams) *Service {
-	dummy, err := HashPassword("not-a-real-password-1", pw)
+func New(s *store.Store, signer *Signer, o Options) *Service {
+	if o.Password == (PasswordParams{}) {
+		o.Password = DefaultPasswordParams
+	}
+	if o.KV == nil {
+		o.KV = kv.NewMemory()
+	}
+	if o.Lockout == (Lockout{}) {
+		o.Lockout = DefaultLockout
+	}
+	dummy, err := HashPassword("not-a-real-password-1", o.Password)
 	if err != nil {
 		panic(err)
 	}
-	return &Service{store: s, signer: signer, pw: pw, now: func() time.Time { return time.Now().UTC() }, dummyHash: dummy}
+	return &Service{store: s, signer: signer, pw: o.Password, box: o.Box, kv: o.KV, lockout: o.Lockout,
+		now: func() time.Time { return time.Now().UTC() }, dummyHash: dummy}
 }
 
 // Signer returns the token signer.
@@ -41,13 +80,20 @@ func (s *Service) Signer() *Signer { return s.signer }
 var errBadCredentials = errs.Unauthenticated(errs.CodeInvalidCredentials, "the email or password is wrong")
 
 // Login checks a tenant user's password (the tenant comes from ctx's scope)
-// and starts a session. Every attempt, good or bad, is audited.
-func (s *Service) Login(ctx context.Context, email, password string) (*User, *Tokens, error) {
+// and, when the user has two-factor authentication on, the one-time code,
+// then starts a session. Every attempt is audited; repeated failures lock
+// the account (and the source address) out for a growing time.
+func (s *Service) Login(ctx context.Context, email, password, code string) (*User, *Tokens, error) {
 	email = NormalizeEmail(email)
 	tenantID := store.TenantFrom(ctx)
+	acctKey := "login:acct:" + tenantID + ":" + email
+	if err := s.checkLockout(ctx, acctKey); err != nil {
+		return nil, nil, err
+	}
 	var user *User
 	var tokens *Tokens
 	var failure error
+	counted := false // whether the failure counts toward a lockout
 	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
 		var u User
 		err := tx.Where("email = ? AND status <> ?", email, StatusDeleted).Take(&u).Error
@@ -61,12 +107,26 @@ func (s *Service) Login(ctx context.Context, email, password string) (*User, *To
 		}
 		ok, _ := VerifyPassword(password, hash)
 		reason := ""
+		amr := []string{"pwd"}
 		switch {
 		case !found || !ok:
-			reason, failure = "bad_credentials", errBadCredentials
+			reason, failure, counted = "bad_credentials", errBadCredentials, true
 		case u.Status != StatusActive:
 			reason = "account_" + u.Status
 			failure = errs.Forbidden(errs.CodeForbidden, "this account is %s; ask an admin of your organisation", u.Status)
+		case u.TOTPEnabledAt != nil && strings.TrimSpace(code) == "":
+			return (error)(nil) // not a failure: ask for the code
+		case u.TOTPEnabledAt != nil:
+			good, err := s.verifySecondFactor(tx, &u, code)
+			if err != nil {
+				return err
+			}
+			if !good {
+				reason, counted = "bad_second_factor", true
+				failure = errs.Unauthenticated(errs.CodeInvalidCredentials, "the one-time code is wrong or was already used")
+			} else {
+				amr = append(amr, "otp")
+			}
 		}
 		if failure != nil {
 			meta := map[string]any{"email": email, "reason": reason}
@@ -79,20 +139,79 @@ func (s *Service) Login(ctx context.Context, email, password string) (*User, *To
 		}
 		u.LastLoginAt = &now
 		user = u.fill()
+		c := userClaims(user, "")
+		c.AMR = amr
 		var err2 error
-		if tokens, err2 = s.IssueUserTokensTx(ctx, tx, user); err2 != nil {
+		if tokens, err2 = s.tokens(ctx, tx, c, user.TenantID, SubjectUser); err2 != nil {
 			return err2
 		}
 		return audit.Record(actor.With(ctx, userActor(ctx, user)), tx, audit.Entry{TenantID: tenantID, EventType: "auth.login",
-			Resource: "session", ResourceID: user.ID, Action: "login"})
+			Resource: "session", ResourceID: user.ID, Action: "login", Metadata: map[string]any{"amr": amr}})
 	})
 	if err != nil {
 		return nil, nil, errs.Internal(err, "log in")
 	}
 	if failure != nil {
+		if counted {
+			s.recordFailure(ctx, acctKey, tenantID, email)
+		}
 		return nil, nil, failure
 	}
+	if user == nil {
+		return nil, nil, errs.Unauthenticated(CodeMFARequired, "this account uses two-factor authentication: send the code from your authenticator app (or a recovery code) as otp")
+	}
+	_ = s.kv.Del(ctx, "fail:"+acctKey)
 	return user, tokens, nil
+}
+
+// checkLockout refuses an attempt while the account or the source address is locked out.
+func (s *Service) checkLockout(ctx context.Context, acctKey string) error {
+	keys := []string{"lock:" + acctKey}
+	if a := actor.From(ctx); a != nil && a.SourceIP != "" {
+		keys = append(keys, "lock:login:ip:"+a.SourceIP)
+	}
+	for _, k := range keys {
+		ttl, err := s.kv.TTL(ctx, k)
+		if err != nil {
+			return errs.E(errs.KindUnavailable, errs.CodeServiceUnavailable, "login protection is unavailable; try again shortly")
+		}
+		if ttl > 0 {
+			secs := int((ttl + time.Second - 1) / time.Second)
+			return &errs.Error{Kind: errs.KindRateLimited, Code: errs.CodeRateLimited, Fields: map[string]string{"retryAfter": fmt.Sprint(secs)},
+				Msg: fmt.Sprintf("too many failed sign-in attempts; try again in %d seconds", secs)}
+		}
+	}
+	return nil
+}
+
+// recordFailure counts a failed attempt and locks out when a threshold is crossed.
+func (s *Service) recordFailure(ctx context.Context, acctKey, tenantID, email string) {
+	lock := func(key string, n, after int64, what string) {
+		if n < after {
+			return
+		}
+		d := s.lockout.Base << min(n-after, 20)
+		if d > s.lockout.Max || d <= 0 {
+			d = s.lockout.Max
+		}
+		if err := s.kv.SetTTL(ctx, "lock:"+key, d); err != nil {
+			return
+		}
+		_ = s.store.Tx(store.WithTenant(ctx, tenantID), func(tx *gorm.DB) error {
+			return audit.Record(ctx, tx, audit.Entry{TenantID: tenantID, EventType: "auth.login_locked", Resource: "session",
+				Action: "lock", Outcome: audit.Failure, Metadata: map[string]any{"email": email, "scope": what, "failures": n,
+					"lockedForSeconds": int(d.Seconds())}})
+		})
+	}
+	if n, err := s.kv.Incr(ctx, "fail:"+acctKey, s.lockout.Window); err == nil {
+		lock(acctKey, n, s.lockout.AccountAfter, "account")
+	}
+	if a := actor.From(ctx); a != nil && a.SourceIP != "" {
+		ipKey := "login:ip:" + a.SourceIP
+		if n, err := s.kv.Incr(ctx, "fail:"+ipKey, s.lockout.Window); err == nil {
+			lock(ipKey, n, s.lockout.IPAfter, "address")
+		}
+	}
 }
 
 // userActor is the actor a just-authenticated user acts as.

@@ -32,6 +32,7 @@ type refreshToken struct {
 	SubjectType  string
 	SubjectID    string
 	TokenHash    string
+	Amr          string // space-separated authentication methods of the session
 	ExpiresAt    time.Time
 	UsedAt       *time.Time
 	RevokedAt    *time.Time
@@ -64,12 +65,12 @@ func RefreshTokenTenant(tok string) (string, bool) {
 	return id, true
 }
 
-func (s *Service) newRefreshTx(ctx context.Context, tx *gorm.DB, tenantID, sessionID, subjType, subjID string) (string, error) {
+func (s *Service) newRefreshTx(ctx context.Context, tx *gorm.DB, tenantID, sessionID, subjType, subjID string, amr []string) (string, error) {
 	tok := secret.Token(refreshPrefix + strings.ReplaceAll(tenantID, "-", "") + "_")
 	now := s.now()
 	a := actor.From(ctx)
 	rt := refreshToken{TenantID: tenantID, ID: uuid.Must(uuid.NewV7()).String(), SessionID: sessionID, SubjectType: subjType,
-		SubjectID: subjID, TokenHash: secret.Hash(tok), ExpiresAt: now.Add(s.signer.cfg.RefreshTTL), CreatedAt: now}
+		SubjectID: subjID, TokenHash: secret.Hash(tok), Amr: strings.Join(amrOrPwd(amr), " "), ExpiresAt: now.Add(s.signer.cfg.RefreshTTL), CreatedAt: now}
 	if a != nil {
 		rt.SourceIP, rt.UserAgent = emptyNil(a.SourceIP), emptyNil(truncate(a.UserAgent, 512))
 	}
@@ -101,7 +102,8 @@ func (s *Service) tokens(ctx context.Context, tx *gorm.DB, c Claims, tenantID, s
 	if c.SessionID == "" {
 		c.SessionID = uuid.Must(uuid.NewV7()).String()
 	}
-	refresh, err := s.newRefreshTx(ctx, tx, tenantID, c.SessionID, subjType, c.Subject)
+	c.AMR = amrOrPwd(c.AMR)
+	refresh, err := s.newRefreshTx(ctx, tx, tenantID, c.SessionID, subjType, c.Subject, c.AMR)
 	if err != nil {
 		return nil, err
 	}
@@ -181,6 +183,7 @@ func (s *Service) Refresh(ctx context.Context, tok string) (*Tokens, error) {
 			failure = errBadRefresh
 			return nil
 		}
+		claims.AMR = strings.Fields(rt.Amr) // a refreshed session keeps how it was authenticated
 		res := tx.Model(&refreshToken{}).Where("id = ? AND used_at IS NULL", rt.ID).Update("used_at", now)
 		if res.Error != nil {
 			return res.Error
@@ -325,4 +328,11 @@ func revokeSubjectTx(tx *gorm.DB, subjectID, reason string, now time.Time) ([]st
 	}
 	return sids, tx.Model(&refreshToken{}).Where("subject_id = ? AND revoked_at IS NULL", subjectID).
 		Updates(map[string]any{"revoked_at": now, "revoke_reason": reason}).Error
+}
+
+func amrOrPwd(amr []string) []string {
+	if len(amr) == 0 {
+		return []string{"pwd"}
+	}
+	return amr
 }

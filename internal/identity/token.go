@@ -22,7 +22,8 @@ type Claims struct {
 	Roles       []string
 	Permissions []string
 	SessionID   string
-	ID          string // jti
+	AMR         []string // how the user authenticated: "pwd", "otp"
+	ID          string   // jti
 	IssuedAt    time.Time
 	Expiry      time.Time
 }
@@ -75,6 +76,9 @@ func (s *Signer) Sign(c Claims) (string, Claims, error) {
 	if c.SessionID != "" {
 		b = b.Claim("sid", c.SessionID)
 	}
+	if len(c.AMR) > 0 {
+		b = b.Claim("amr", c.AMR)
+	}
 	tok, err := b.Build()
 	if err != nil {
 		return "", c, err
@@ -122,6 +126,7 @@ func (s *Signer) Verify(raw string) (*Claims, error) {
 	c.SessionID = stringClaim(tok, "sid")
 	c.Roles = listClaim(tok, "roles")
 	c.Permissions = listClaim(tok, "permissions")
+	c.AMR = listClaim(tok, "amr")
 	if c.Subject == "" {
 		return nil, errs.Unauthenticated(errs.CodeTokenInvalid, "the access token has no subject")
 	}

@@ -42,6 +42,12 @@ type User struct {
 	PasswordHash      *string    `json:"-"`
 	PasswordChangedAt *time.Time `json:"-"`
 	LastLoginAt       *time.Time `json:"lastLoginAt,omitempty"`
+	TOTPSecret        *string    `json:"-"`
+	TOTPPendingSecret *string    `json:"-"`
+	TOTPEnabledAt     *time.Time `json:"-"`
+	TOTPLastStep      int64      `json:"-"`
+	RecoveryCodes     []string   `gorm:"serializer:json" json:"-"`
+	TwoFactorEnabled  bool       `gorm:"-" json:"twoFactorEnabled"`
 	CreatedAt         time.Time  `json:"createdAt"`
 	UpdatedAt         time.Time  `json:"updatedAt"`
 	DeletedAt         *time.Time `json:"deletedAt,omitempty"`
@@ -55,6 +61,10 @@ func (User) TenantOwned() {}
 
 func (u *User) fill() *User {
 	u.Permissions = rbac.PermissionsOf(u.Roles)
+	u.TwoFactorEnabled = u.TOTPEnabledAt != nil
+	if u.RecoveryCodes == nil {
+		u.RecoveryCodes = []string{}
+	}
 	if u.Roles == nil {
 		u.Roles = []string{}
 	}
@@ -153,13 +163,28 @@ func checkRoles(f errs.Fields, roles []string) []string {
 	return out
 }
 
-// mayGrant refuses roles that outrank the acting user.
-func mayGrant(ctx context.Context, roles []string) error {
+// callerRank is the acting user's rank from their current row, not from the
+// roles in their token, so a demotion takes effect at once. Operators,
+// services and the system outrank every tenant role.
+func (s *Service) callerRank(ctx context.Context, tx *gorm.DB) (int, error) {
 	a := actor.From(ctx)
 	if a == nil || a.Type != actor.TypeUser {
-		return nil // operators, services and the system may grant any tenant role
+		return 1 << 30, nil
 	}
-	if rbac.Rank(roles) > rbac.Rank(a.Roles) {
+	var me User
+	if err := tx.Select("id", "roles", "status").Where("id = ?", a.ID).Take(&me).Error; err != nil || me.Status != StatusActive {
+		return 0, errs.Forbidden(errs.CodePermissionDenied, "your account can no longer make this change")
+	}
+	return rbac.Rank(me.Roles), nil
+}
+
+// mayGrant refuses roles that outrank the acting user.
+func (s *Service) mayGrant(ctx context.Context, tx *gorm.DB, roles []string) error {
+	rank, err := s.callerRank(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if rbac.Rank(roles) > rank {
 		return errs.Forbidden(errs.CodePermissionDenied, "you cannot grant a role above your own")
 	}
 	return nil
@@ -188,7 +213,7 @@ func (s *Service) CreateUserTx(ctx context.Context, tx *gorm.DB, in NewUser) (*U
 	if err := f.Err(); err != nil {
 		return nil, err
 	}
-	if err := mayGrant(ctx, roles); err != nil {
+	if err := s.mayGrant(ctx, tx, roles); err != nil {
 		return nil, err
 	}
 	hash, err := HashPassword(in.Password, s.pw)
@@ -198,7 +223,7 @@ func (s *Service) CreateUserTx(ctx context.Context, tx *gorm.DB, in NewUser) (*U
 	now := s.now()
 	u := &User{ID: uuid.Must(uuid.NewV7()).String(), Email: email, Username: username, FirstName: strings.TrimSpace(in.FirstName),
 		LastName: strings.TrimSpace(in.LastName), Phone: in.Phone, Avatar: in.Avatar, Status: StatusActive, Roles: roles,
-		PasswordHash: &hash, PasswordChangedAt: &now, CreatedAt: now, UpdatedAt: now}
+		PasswordHash: &hash, PasswordChangedAt: &now, RecoveryCodes: []string{}, CreatedAt: now, UpdatedAt: now}
 	if err := s.uniqueUser(tx, u, ""); err != nil {
 		return nil, err
 	}
@@ -333,7 +358,13 @@ func escapeLike(s string) string {
 func (s *Service) UpdateUser(ctx context.Context, id string, p UserPatch, self bool) (*User, error) {
 	var out *User
 	var ended []string
+	if a := actor.From(ctx); a != nil && a.Type == actor.TypeUser && a.ID == id {
+		self = true // editing oneself by id follows the /users/me rules
+	}
 	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
+		if err := s.store.LockTenantTx(tx, store.TenantFrom(ctx)); err != nil {
+			return err
+		}
 		u, err := s.getTx(tx, id)
 		if err != nil {
 			return err
@@ -342,7 +373,7 @@ func (s *Service) UpdateUser(ctx context.Context, id string, p UserPatch, self b
 			return errs.NotFound(errs.CodeUserNotFound, "no user with id %q in this tenant", id)
 		}
 		before := *u
-		if err := s.mayManage(ctx, u, self); err != nil {
+		if err := s.mayManage(ctx, tx, u, self); err != nil {
 			return err
 		}
 		f := errs.Fields{}
@@ -406,7 +437,7 @@ func (s *Service) UpdateUser(ctx context.Context, id string, p UserPatch, self b
 			return err
 		}
 		if p.Roles != nil {
-			if err := mayGrant(ctx, u.Roles); err != nil {
+			if err := s.mayGrant(ctx, tx, u.Roles); err != nil {
 				return err
 			}
 		}
@@ -433,7 +464,9 @@ func (s *Service) UpdateUser(ctx context.Context, id string, p UserPatch, self b
 			return errs.Internal(err, "update the user")
 		}
 		// Losing access (suspension, password change) ends the user's sessions.
-		if passwordChanged || u.Status != StatusActive {
+		rolesChanged := !slices.Equal(before.Roles, u.Roles)
+		if passwordChanged || u.Status != StatusActive || rolesChanged {
+			// Tokens carry roles: end the sessions so no token outlives the change.
 			if ended, err = revokeSubjectTx(tx, u.ID, "user_changed", now); err != nil {
 				return err
 			}
@@ -463,12 +496,15 @@ func (s *Service) UpdateUser(ctx context.Context, id string, p UserPatch, self b
 }
 
 // mayManage refuses changes to a user who outranks the actor.
-func (s *Service) mayManage(ctx context.Context, target *User, self bool) error {
-	a := actor.From(ctx)
-	if self || a == nil || a.Type != actor.TypeUser || a.ID == target.ID {
+func (s *Service) mayManage(ctx context.Context, tx *gorm.DB, target *User, self bool) error {
+	if self {
 		return nil
 	}
-	if rbac.Rank(target.Roles) > rbac.Rank(a.Roles) {
+	rank, err := s.callerRank(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if rbac.Rank(target.Roles) > rank {
 		return errs.Forbidden(errs.CodePermissionDenied, "you cannot change a user whose role is above your own")
 	}
 	return nil
@@ -497,6 +533,9 @@ func (s *Service) keepAnOwner(tx *gorm.DB, before, after *User) error {
 func (s *Service) DeleteUser(ctx context.Context, id string) error {
 	var ended []string
 	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
+		if err := s.store.LockTenantTx(tx, store.TenantFrom(ctx)); err != nil {
+			return err
+		}
 		u, err := s.getTx(tx, id)
 		if err != nil {
 			return err
@@ -507,7 +546,7 @@ func (s *Service) DeleteUser(ctx context.Context, id string) error {
 		if a := actor.From(ctx); a != nil && a.Type == actor.TypeUser && a.ID == u.ID {
 			return errs.Forbidden(errs.CodeForbidden, "you cannot delete your own account; ask another admin")
 		}
-		if err := s.mayManage(ctx, u, false); err != nil {
+		if err := s.mayManage(ctx, tx, u, false); err != nil {
 			return err
 		}
 		before := *u

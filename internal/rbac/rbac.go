@@ -15,6 +15,8 @@ type Permission string
 
 // The permission catalogue.
 const (
+	SelfRead       Permission = "self:read"   // one's own profile, sessions and keys
+	SelfUpdate     Permission = "self:update" // change them; every tenant role holds both
 	TenantRead     Permission = "tenant:read"
 	TenantUpdate   Permission = "tenant:update"
 	UserRead       Permission = "user:read"
@@ -50,12 +52,12 @@ type Role struct {
 }
 
 var builtins = map[string]Role{
-	RoleOwner: {RoleOwner, 40, []Permission{TenantRead, TenantUpdate, UserRead, UserCreate, UserUpdate, UserDelete,
+	RoleOwner: {RoleOwner, 40, []Permission{SelfRead, SelfUpdate, TenantRead, TenantUpdate, UserRead, UserCreate, UserUpdate, UserDelete,
 		UserAssignRole, AuditRead, UsageRead, BillingRead, BillingManage, APIKeyManage}},
-	RoleAdmin: {RoleAdmin, 30, []Permission{TenantRead, TenantUpdate, UserRead, UserCreate, UserUpdate, UserDelete,
+	RoleAdmin: {RoleAdmin, 30, []Permission{SelfRead, SelfUpdate, TenantRead, TenantUpdate, UserRead, UserCreate, UserUpdate, UserDelete,
 		UserAssignRole, AuditRead, UsageRead, APIKeyManage}},
-	RoleBillingManager: {RoleBillingManager, 20, []Permission{TenantRead, UserRead, UsageRead, BillingRead, BillingManage}},
-	RoleUser:           {RoleUser, 10, []Permission{TenantRead, UserRead}},
+	RoleBillingManager: {RoleBillingManager, 20, []Permission{SelfRead, SelfUpdate, TenantRead, UserRead, UsageRead, BillingRead, BillingManage}},
+	RoleUser:           {RoleUser, 10, []Permission{SelfRead, SelfUpdate, TenantRead, UserRead}},
 }
 
 // TenantRoles lists the built-in roles a tenant user can hold, highest first.

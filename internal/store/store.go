@@ -212,3 +212,13 @@ func redactURL(raw string) string {
 	}
 	return u.String()
 }
+
+// LockTenantTx serialises changes that must see a consistent view of a
+// tenant's users (the last-owner rule) by locking the tenant's row until tx
+// ends. SQLite transactions already take the write lock up front.
+func (s *Store) LockTenantTx(tx *gorm.DB, tenantID string) error {
+	if s.dialect != Postgres {
+		return nil
+	}
+	return tx.Exec("SELECT id FROM tenants WHERE id = ? FOR UPDATE", tenantID).Error
+}

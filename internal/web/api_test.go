@@ -47,7 +47,7 @@ func newAPI(t testing.TB, d store.Dialect) *api {
 		AccessTTL: 15 * time.Minute, RefreshTTL: time.Hour})
 	cfg := tenant.DefaultConfig
 	cfg.CacheTTL = 0 // every request sees the latest state
-	a := &api{t: t, store: s, tenants: tenant.New(s, cfg, nil), ident: identity.New(s, signer, identity.FastPasswordParams)}
+	a := &api{t: t, store: s, tenants: tenant.New(s, cfg, nil), ident: identity.New(s, signer, identity.Options{Password: identity.FastPasswordParams, Box: box})}
 	srv := httptest.NewServer(NewServer(Deps{Store: s, Tenants: a.tenants, Identity: a.ident, BaseDomain: testBaseDomain,
 		PublicURL: "http://tenantgate.test", Version: "test"}))
 	t.Cleanup(srv.Close)

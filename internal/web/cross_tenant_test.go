@@ -9,6 +9,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/tenantgate/tenantgate/internal/rbac"
 	"github.com/tenantgate/tenantgate/internal/store"
 	"github.com/tenantgate/tenantgate/internal/store/storetest"
 )
@@ -171,13 +172,24 @@ func TestEveryRouteNeedsItsPermission(t *testing.T) {
 	a := newAPI(t, store.SQLite)
 	x := a.signup("umbrella")
 	s := &server{}
-	userPerms := []string{"tenant:read", "user:read"}
+	userPerms := rbac.PermissionsOf([]string{rbac.RoleUser})
+	// An owner's API key narrowed to tenant:read must be refused everywhere else.
+	narrow := a.want(a.do("POST", "/api/v1/api-keys", x.OwnerToken, map[string]any{"name": "narrow", "scopes": []string{"tenant:read"}}, nil), 201, "").str("secret")
 	for _, rt := range s.routes() {
 		path := strings.ReplaceAll(rt.path, "{id}", "01a20000-0000-7000-8000-000000000000")
 		if rt.access != public {
 			r := a.do(rt.method, path, "", nil, nil)
 			if r.Status != http.StatusUnauthorized {
 				t.Errorf("anonymous %s %s: got %d, want 401", rt.method, rt.path, r.Status)
+			}
+		}
+		if rt.access != public && rt.perm == "" {
+			t.Errorf("%s %s has no permission: every non-public route needs one", rt.method, rt.path)
+		}
+		if rt.access != public && rt.perm != rbac.TenantRead {
+			r := a.do(rt.method, path, narrow, map[string]any{}, nil)
+			if r.Status != http.StatusForbidden || r.code() != "PERMISSION_DENIED" {
+				t.Errorf("tenant:read key %s %s (needs %s): got %d %s, want 403 PERMISSION_DENIED", rt.method, rt.path, rt.perm, r.Status, r.code())
 			}
 		}
 		if rt.perm == "" || slices.Contains(userPerms, string(rt.perm)) {

@@ -177,6 +177,7 @@ type loginRequest struct {
 	Email    string `json:"email"`
 	Password string `json:"password"`
 	Tenant   string `json:"tenant"` // slug or id; empty for operators
+	OTP      string `json:"otp"`    // the authenticator code or a recovery code, when 2FA is on
 }
 
 func (s *server) login(w http.ResponseWriter, r *http.Request) error {
@@ -220,7 +221,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) error {
 	if err := gate(t); err != nil {
 		return err
 	}
-	_, tokens, err := s.Identity.Login(store.WithTenant(ctx, t.ID), in.Email, in.Password)
+	_, tokens, err := s.Identity.Login(store.WithTenant(ctx, t.ID), in.Email, in.Password, in.OTP)
 	if err != nil {
 		return err
 	}

@@ -32,20 +32,24 @@ func (s *server) routes() []route {
 		// Users of the caller's tenant.
 		{http.MethodGet, "/api/v1/users", tenantScoped, rbac.UserRead, s.listUsers},
 		{http.MethodPost, "/api/v1/users", tenantScoped, rbac.UserCreate, s.createUser},
-		{http.MethodGet, "/api/v1/users/me", tenantScoped, "", s.getMe},
-		{http.MethodPatch, "/api/v1/users/me", tenantScoped, "", s.patchMe},
+		{http.MethodGet, "/api/v1/users/me", tenantScoped, rbac.SelfRead, s.getMe},
+		{http.MethodPatch, "/api/v1/users/me", tenantScoped, rbac.SelfUpdate, s.patchMe},
+		{http.MethodPost, "/api/v1/users/me/2fa/setup", tenantScoped, rbac.SelfUpdate, s.setup2FA},
+		{http.MethodPost, "/api/v1/users/me/2fa/enable", tenantScoped, rbac.SelfUpdate, s.enable2FA},
+		{http.MethodPost, "/api/v1/users/me/2fa/disable", tenantScoped, rbac.SelfUpdate, s.disable2FA},
 		{http.MethodGet, "/api/v1/users/{id}", tenantScoped, rbac.UserRead, s.getUser},
 		{http.MethodPatch, "/api/v1/users/{id}", tenantScoped, rbac.UserUpdate, s.patchUser},
 		{http.MethodDelete, "/api/v1/users/{id}", tenantScoped, rbac.UserDelete, s.deleteUser},
+		{http.MethodDelete, "/api/v1/users/{id}/2fa", tenantScoped, rbac.UserUpdate, s.reset2FA},
 
 		// Sessions of the calling user.
-		{http.MethodGet, "/api/v1/sessions", tenantScoped, "", s.listSessions},
-		{http.MethodDelete, "/api/v1/sessions/{id}", tenantScoped, "", s.revokeSession},
+		{http.MethodGet, "/api/v1/sessions", tenantScoped, rbac.SelfRead, s.listSessions},
+		{http.MethodDelete, "/api/v1/sessions/{id}", tenantScoped, rbac.SelfUpdate, s.revokeSession},
 
 		// API keys: one's own; api_key:manage sees and revokes every key of the tenant.
-		{http.MethodGet, "/api/v1/api-keys", tenantScoped, "", s.listAPIKeys},
-		{http.MethodPost, "/api/v1/api-keys", tenantScoped, "", s.createAPIKey},
-		{http.MethodDelete, "/api/v1/api-keys/{id}", tenantScoped, "", s.revokeAPIKey},
+		{http.MethodGet, "/api/v1/api-keys", tenantScoped, rbac.SelfRead, s.listAPIKeys},
+		{http.MethodPost, "/api/v1/api-keys", tenantScoped, rbac.SelfUpdate, s.createAPIKey},
+		{http.MethodDelete, "/api/v1/api-keys/{id}", tenantScoped, rbac.SelfUpdate, s.revokeAPIKey},
 
 		// Audit log: a tenant's own; operators see every tenant's.
 		{http.MethodGet, "/api/v1/audit", authenticated, rbac.AuditRead, s.listAudit},

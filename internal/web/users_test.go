@@ -1,7 +1,9 @@
 package web
 
 import (
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/tenantgate/tenantgate/internal/identity"
@@ -98,7 +100,7 @@ func TestSessionList(t *testing.T) {
 			t.Errorf("%d sessions after revoking one, want 1", n)
 		}
 		// A second server process over the same database learns of revocations by polling.
-		peer := identity.New(a.store, a.ident.Signer(), identity.FastPasswordParams)
+		peer := identity.New(a.store, a.ident.Signer(), identity.Options{Password: identity.FastPasswordParams})
 		storetest.Must(t, peer.SyncRevocations(t.Context()))
 		if !peer.SessionRevoked(other) {
 			t.Error("the peer process does not know the session was revoked")
@@ -117,10 +119,19 @@ func TestUsersAPI(t *testing.T) {
 		a.want(a.do("PATCH", "/api/v1/users/"+x.OwnerID, adTok, map[string]any{"firstName": "Demoted"}, nil), 403, "PERMISSION_DENIED")
 		a.want(a.do("DELETE", "/api/v1/users/"+x.OwnerID, adTok, nil, nil), 403, "PERMISSION_DENIED")
 		a.want(a.do("PATCH", "/api/v1/users/"+x.UserID, adTok, map[string]any{"roles": []string{"billing_manager"}}, nil), 200, "")
-		// The last owner cannot be demoted, suspended or delete themselves.
-		a.want(a.do("PATCH", "/api/v1/users/"+x.OwnerID, x.OwnerToken, map[string]any{"roles": []string{"admin"}}, nil), 409, "LAST_OWNER")
-		a.want(a.do("PATCH", "/api/v1/users/"+x.OwnerID, x.OwnerToken, map[string]any{"status": "suspended"}, nil), 409, "LAST_OWNER")
+		// A role change ends the user's sessions: their tokens carried the old roles.
+		a.want(a.do("GET", "/api/v1/users/me", x.UserToken, nil, nil), 401, "TOKEN_INVALID")
+		x.UserToken = a.want(a.do("POST", "/api/v1/auth/login", "", map[string]any{"email": x.UserEmail, "password": pw, "tenant": "tyrell"}, nil), 200, "").str("accessToken")
+		// Nobody changes their own roles or status, even by id; the last owner
+		// cannot be demoted, suspended or deleted, even by an operator.
+		a.want(a.do("PATCH", "/api/v1/users/"+x.OwnerID, x.OwnerToken, map[string]any{"roles": []string{"admin"}}, nil), 400, "INVALID_REQUEST")
+		a.want(a.do("PATCH", "/api/v1/users/"+x.OwnerID, x.OwnerToken, map[string]any{"password": "sneaky-password-1"}, nil), 400, "INVALID_REQUEST")
 		a.want(a.do("DELETE", "/api/v1/users/"+x.OwnerID, x.OwnerToken, nil, nil), 403, "FORBIDDEN")
+		op := a.operator()
+		as := hdr{"X-Tenant-ID": x.ID}
+		a.want(a.do("PATCH", "/api/v1/users/"+x.OwnerID, op, map[string]any{"roles": []string{"admin"}}, as), 409, "LAST_OWNER")
+		a.want(a.do("PATCH", "/api/v1/users/"+x.OwnerID, op, map[string]any{"status": "suspended"}, as), 409, "LAST_OWNER")
+		a.want(a.do("DELETE", "/api/v1/users/"+x.OwnerID, op, nil, as), 409, "LAST_OWNER")
 		// /users/me: profile edits; a password change needs the current one.
 		me := a.want(a.do("GET", "/api/v1/users/me", x.UserToken, nil, nil), 200, "")
 		if me.str("id") != x.UserID || strings.Contains(me.Raw, "argon2") || strings.Contains(me.Raw, "passwordHash") {
@@ -186,6 +197,51 @@ func TestUsersAPI(t *testing.T) {
 		u := a.want(a.do("GET", "/api/v1/tenants/current/usage", x.OwnerToken, nil, nil), 200, "")
 		if u.Body["users"].(map[string]any)["total"].(float64) != 8 {
 			t.Errorf("usage: %s", u.Raw)
+		}
+	})
+}
+
+// TestDemotionTakesEffectAtOnce: a demoted owner's old token cannot undo the
+// demotion or act with its former rank.
+func TestDemotionTakesEffectAtOnce(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		x := a.signup("vandelay")
+		b := a.want(a.do("POST", "/api/v1/users", x.OwnerToken, map[string]any{"email": "b@vandelay.test", "password": pw, "roles": []string{"owner"}}, nil), 201, "")
+		bTok := a.want(a.do("POST", "/api/v1/auth/login", "", map[string]any{"email": "b@vandelay.test", "password": pw, "tenant": "vandelay"}, nil), 200, "").str("accessToken")
+		a.want(a.do("PATCH", "/api/v1/users/"+b.str("id"), x.OwnerToken, map[string]any{"roles": []string{"user"}}, nil), 200, "")
+		// B's token was issued when B was an owner; it is refused now.
+		a.want(a.do("PATCH", "/api/v1/users/"+b.str("id"), bTok, map[string]any{"roles": []string{"owner"}}, nil), 401, "TOKEN_INVALID")
+		a.want(a.do("PATCH", "/api/v1/users/"+x.OwnerID, bTok, map[string]any{"roles": []string{"user"}}, nil), 401, "TOKEN_INVALID")
+		// Logged in again as a plain user, B has a plain user's rights.
+		bTok = a.want(a.do("POST", "/api/v1/auth/login", "", map[string]any{"email": "b@vandelay.test", "password": pw, "tenant": "vandelay"}, nil), 200, "").str("accessToken")
+		a.want(a.do("PATCH", "/api/v1/users/"+x.OwnerID, bTok, map[string]any{"roles": []string{"user"}}, nil), 403, "PERMISSION_DENIED")
+	})
+}
+
+// TestOwnersDemotingEachOtherKeepAnOwner races two owners demoting each
+// other; at least one owner must survive every round.
+func TestOwnersDemotingEachOtherKeepAnOwner(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		for round := 0; round < 8; round++ {
+			x := a.signup(fmt.Sprintf("race%d", round))
+			b := a.want(a.do("POST", "/api/v1/users", x.OwnerToken, map[string]any{"email": "b@race.test", "password": pw, "roles": []string{"owner"}}, nil), 201, "")
+			bTok := a.want(a.do("POST", "/api/v1/auth/login", "", map[string]any{"email": "b@race.test", "password": pw, "tenant": x.Slug}, nil), 200, "").str("accessToken")
+			var wg sync.WaitGroup
+			for _, c := range [][2]string{{x.OwnerToken, b.str("id")}, {bTok, x.OwnerID}} {
+				wg.Add(1)
+				go func(tok, target string) {
+					defer wg.Done()
+					a.do("PATCH", "/api/v1/users/"+target, tok, map[string]any{"roles": []string{"admin"}}, nil)
+				}(c[0], c[1])
+			}
+			wg.Wait()
+			op := a.operator()
+			owners := a.want(a.do("GET", "/api/v1/users?role=owner", op, nil, hdr{"X-Tenant-ID": x.ID}), 200, "").items()
+			if len(owners) == 0 {
+				t.Fatalf("round %d: the tenant has no owner left", round)
+			}
 		}
 	})
 }
