@@ -268,3 +268,38 @@ func TestErrorsAndBadInput(t *testing.T) {
 	}
 	_ = fmt.Sprint()
 }
+
+// TestOddBytes sends text PostgreSQL cannot store (NUL, invalid UTF-8) in
+// bodies, query parameters and headers: always a 4xx or a clean success,
+// never a 500.
+func TestOddBytes(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		x := a.signup("oddbytes")
+		for _, c := range []struct{ method, path, body string }{
+			{"POST", "/api/v1/tenants/signup", `{"slug":"nul-org","name":"a\u0000b","ownerEmail":"n@n.test","ownerPassword":"correct-horse-9"}`},
+			{"PATCH", "/api/v1/users/me", `{"lastName":"x\u0000"}`},
+			{"PATCH", "/api/v1/users/me", "{\"lastName\":\"\xff\xfe\"}"},
+			{"PATCH", "/api/v1/tenants/current/branding", `{"customCss":"a{}\u0000"}`},
+			{"GET", "/api/v1/users?q=%00", ""},
+			{"GET", "/api/v1/users?q=%ff", ""},
+			{"GET", "/api/v1/audit?resource=%ff&actorId=%00", ""},
+		} {
+			var body any
+			if c.body != "" {
+				body = c.body
+			}
+			r := a.do(c.method, c.path, x.OwnerToken, body, nil)
+			if r.Status != 400 || r.code() != "INVALID_REQUEST" {
+				t.Errorf("%s %s %q: got %d %s, want 400 INVALID_REQUEST", c.method, c.path, c.body, r.Status, r.code())
+			}
+		}
+		// A User-Agent that is not UTF-8, or long enough to be cut inside a character.
+		for _, ua := range []string{"bad\xff\xfeagent", strings.Repeat("é", 400)} {
+			r := a.do("POST", "/api/v1/auth/login", "", map[string]any{"email": x.OwnerEmail, "password": pw, "tenant": "oddbytes"}, hdr{"User-Agent": ua})
+			if r.Status != 200 {
+				t.Errorf("login with User-Agent %q…: got %d %s", ua[:8], r.Status, r.Raw)
+			}
+		}
+	})
+}

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/tenantgate/tenantgate/internal/errs"
 )
@@ -45,6 +46,10 @@ func decodeBytes(raw []byte, dst any) error {
 	}
 	if trimmed[0] != '{' { // null, arrays, strings, numbers: never what an endpoint takes
 		return errs.Invalid("the body must be a JSON object", map[string]string{"body": "must be a JSON object"})
+	}
+	// Text columns cannot hold NUL (PostgreSQL refuses it), and the API speaks UTF-8.
+	if !utf8.Valid(raw) || bytes.Contains(raw, []byte(`\u0000`)) {
+		return errs.Invalid("the body must be UTF-8 text without NUL characters", map[string]string{"body": "contains invalid UTF-8 or \\u0000"})
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -96,4 +101,36 @@ func jsonType(kind string) string {
 		return "an object"
 	}
 	return "of another type"
+}
+
+// cleanQuery refuses query parameters that are not UTF-8 or contain NUL.
+func cleanQuery(r *http.Request) error {
+	for k, vs := range r.URL.Query() {
+		for _, v := range append(vs, k) {
+			if !utf8.ValidString(v) || strings.IndexByte(v, 0) >= 0 {
+				return errs.Invalid("a query parameter is not valid text", map[string]string{k: "must be UTF-8 without NUL characters"})
+			}
+		}
+	}
+	return nil
+}
+
+// cleanHeader makes a header value safe to store: valid UTF-8, no NUL or
+// other control characters, at most n bytes cut on a character boundary.
+func cleanHeader(v string, n int) string {
+	v = strings.ToValidUTF8(v, "\uFFFD")
+	v = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, v)
+	if len(v) > n {
+		cut := n
+		for cut > 0 && !utf8.RuneStart(v[cut]) {
+			cut--
+		}
+		v = v[:cut]
+	}
+	return v
 }

@@ -176,7 +176,10 @@ func clientIP(r *http.Request) string {
 
 func (s *server) pipeline(r *http.Request, rt route) (context.Context, error) {
 	ctx := r.Context()
-	base := &actor.Actor{Type: actor.TypeSystem, ID: "anonymous", SourceIP: clientIP(r), UserAgent: r.UserAgent(), RequestID: requestID(ctx)}
+	if err := cleanQuery(r); err != nil {
+		return nil, err
+	}
+	base := &actor.Actor{Type: actor.TypeSystem, ID: "anonymous", SourceIP: clientIP(r), UserAgent: cleanHeader(r.UserAgent(), 512), RequestID: requestID(ctx)}
 
 	// 1. Authentication (bearer JWT; the credential is checked before any lookup).
 	a, err := s.authenticate(r, base)
