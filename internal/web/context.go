@@ -12,6 +12,7 @@ const (
 	keyRequestID ctxKey = iota
 	keyTraceID
 	keyTenant
+	keyResolveErr
 )
 
 func requestID(ctx context.Context) string { s, _ := ctx.Value(keyRequestID).(string); return s }

@@ -199,6 +199,9 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx := r.Context()
+	if err, _ := ctx.Value(keyResolveErr).(error); err != nil {
+		return err // the host or a header names a tenant that does not exist
+	}
 	t := currentTenant(ctx)
 	if in.Tenant != "" {
 		named, err := s.Tenants.ByRef(ctx, strings.ToLower(strings.TrimSpace(in.Tenant)))

@@ -141,3 +141,19 @@ func TestPurgeRemovesEveryRow(t *testing.T) {
 		a.signup("doomed")
 	})
 }
+
+// TestAnonymousLearnsNoStatus: public endpoints answer the same whether the
+// tenant they name is active, suspended, deleted or missing.
+func TestAnonymousLearnsNoStatus(t *testing.T) {
+	a := newAPI(t, store.SQLite)
+	x := a.signup("quiet")
+	op := a.operator()
+	a.want(a.do("POST", "/api/v1/admin/tenants/"+x.ID+"/suspend", op, nil, nil), 200, "")
+	for _, h := range []hdr{{"X-Tenant-Slug": "quiet"}, {"X-Tenant-Slug": "no-such-org"}, {"X-Tenant-ID": x.ID}, {"Host": "quiet." + testBaseDomain}} {
+		a.want(a.do("GET", "/healthz", "", nil, h), 200, "")
+		a.want(a.do("GET", "/.well-known/jwks.json", "", nil, h), 200, "")
+	}
+	// Login at the host of an unknown tenant still says so, instead of trying an operator login.
+	a.want(a.do("POST", "/api/v1/auth/login", "", map[string]any{"email": "ops@platform.test", "password": "operator-pass-1"},
+		hdr{"Host": "no-such-org." + testBaseDomain}), 404, "TENANT_NOT_FOUND")
+}

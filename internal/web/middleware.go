@@ -200,7 +200,13 @@ func (s *server) pipeline(r *http.Request, rt route) (context.Context, error) {
 	pathSlug, _ := ctx.Value(pathSlugKey{}).(string)
 	t, err := s.resolve(ctx, readHint(r, s.BaseDomain, pathSlug), a)
 	if err != nil {
-		return nil, err
+		if rt.access != public {
+			return nil, err
+		}
+		// Public routes answer the same whatever tenant is named; the login
+		// handler reports the error itself when it needs the tenant.
+		ctx = context.WithValue(ctx, keyResolveErr, err)
+		t = nil
 	}
 
 	// 3. The credential's tenant must be the resolved one; operators may cross.
@@ -219,8 +225,9 @@ func (s *server) pipeline(r *http.Request, rt route) (context.Context, error) {
 			"X-Tenant-ID": "an operator must name the tenant with X-Tenant-ID, X-Tenant-Slug, /t/{slug}/ or ?tenant="})
 	}
 
-	// 4. Tenant gate: only serving tenants answer their users.
-	if t != nil && rt.access != platformOnly && !(a != nil && a.IsOperator()) {
+	// 4. Tenant gate: only serving tenants answer their users. Public routes
+	// skip it so an anonymous caller learns nothing of a tenant's status.
+	if t != nil && rt.access != platformOnly && rt.access != public && !(a != nil && a.IsOperator()) {
 		if err := gate(t); err != nil {
 			return nil, err
 		}
