@@ -27,6 +27,7 @@ type Actor struct {
 	SessionID   string
 	TokenID     string // jti
 	KeyID       string // set when the caller used an API key: Permissions are then its scopes
+	MFA         bool   // the session was started with a second factor
 	SourceIP    string
 	UserAgent   string
 	RequestID   string

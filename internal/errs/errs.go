@@ -67,6 +67,8 @@ type Error struct {
 	Msg    string
 	Fields map[string]string // per-field problems, shown as details
 	Err    error             // cause; logged, never sent
+	// RetryAfter, when set, is sent as the Retry-After header (whole seconds).
+	RetryAfter int
 }
 
 func (e *Error) Error() string {

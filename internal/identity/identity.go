@@ -177,7 +177,7 @@ func (s *Service) checkLockout(ctx context.Context, acctKey string) error {
 		}
 		if ttl > 0 {
 			secs := int((ttl + time.Second - 1) / time.Second)
-			return &errs.Error{Kind: errs.KindRateLimited, Code: errs.CodeRateLimited, Fields: map[string]string{"retryAfter": fmt.Sprint(secs)},
+			return &errs.Error{Kind: errs.KindRateLimited, Code: errs.CodeRateLimited, RetryAfter: secs,
 				Msg: fmt.Sprintf("too many failed sign-in attempts; try again in %d seconds", secs)}
 		}
 	}

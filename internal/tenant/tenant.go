@@ -51,7 +51,25 @@ type Branding struct {
 type Compliance struct {
 	DataRetentionDays int      `json:"dataRetentionDays"`
 	GDPRContact       string   `json:"gdprContact"`
-	IPAllowlist       []string `json:"ipAllowlist"`
+	IPAllowlist       []string `json:"ipAllowlist"` // when set, the tenant's users and keys are refused from other addresses
+	Require2FA        bool     `json:"require2fa"`  // users must sign in with a second factor
+}
+
+// AllowsIP reports whether the tenant's IP allowlist admits ip (an empty list admits all).
+func (c Compliance) AllowsIP(ip string) bool {
+	if len(c.IPAllowlist) == 0 {
+		return true
+	}
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	for _, s := range c.IPAllowlist {
+		if p, err := netip.ParsePrefix(s); err == nil && p.Contains(a.Unmap()) {
+			return true
+		}
+	}
+	return false
 }
 
 // Tenant is one customer organisation.
@@ -406,6 +424,7 @@ type CompliancePatch struct {
 	DataRetentionDays *int      `json:"dataRetentionDays"`
 	GDPRContact       *string   `json:"gdprContact"`
 	IPAllowlist       *[]string `json:"ipAllowlist"`
+	Require2FA        *bool     `json:"require2fa"`
 }
 
 var (
@@ -503,6 +522,9 @@ func (p *Patch) apply(t *Tenant, f errs.Fields, operator bool) {
 				f.Add("compliance.ipAllowlist", "must have at most 100 entries")
 			}
 			t.Compliance.IPAllowlist = list
+		}
+		if cp.Require2FA != nil {
+			t.Compliance.Require2FA = *cp.Require2FA
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/tenantgate/tenantgate/internal/errs"
@@ -59,6 +60,10 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		Timestamp: time.Now().UTC().Format(time.RFC3339), Service: ServiceName}}
 	if len(e.Fields) > 0 {
 		body.Error.Details = map[string]any{"fields": e.Fields}
+	}
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))
+		body.Error.Details = map[string]any{"retryAfter": e.RetryAfter}
 	}
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="tenantgate"`)

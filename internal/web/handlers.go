@@ -224,6 +224,9 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) error {
 	if err := gate(t); err != nil {
 		return err
 	}
+	if a := actor.From(ctx); !t.Compliance.AllowsIP(a.SourceIP) {
+		return errs.Forbidden(CodeIPNotAllowed, "this organisation does not allow sign-in from %s", a.SourceIP)
+	}
 	_, tokens, err := s.Identity.Login(store.WithTenant(ctx, t.ID), in.Email, in.Password, in.OTP)
 	if err != nil {
 		return err
@@ -311,6 +314,14 @@ func (s *server) patchBranding(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return s.patchCurrent(w, r, tenant.Patch{Branding: &in})
+}
+
+func (s *server) patchCompliance(w http.ResponseWriter, r *http.Request) error {
+	var in tenant.CompliancePatch
+	if err := decodeJSON(r, &in); err != nil {
+		return err
+	}
+	return s.patchCurrent(w, r, tenant.Patch{Compliance: &in})
 }
 
 func (s *server) patchCurrent(w http.ResponseWriter, r *http.Request, p tenant.Patch) error {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"regexp"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -225,11 +226,19 @@ func (s *server) pipeline(r *http.Request, rt route) (context.Context, error) {
 			"X-Tenant-ID": "an operator must name the tenant with X-Tenant-ID, X-Tenant-Slug, /t/{slug}/ or ?tenant="})
 	}
 
-	// 4. Tenant gate: only serving tenants answer their users. Public routes
-	// skip it so an anonymous caller learns nothing of a tenant's status.
+	// 4. Tenant gate: only serving tenants answer their users, from the
+	// tenant's allowed addresses, signed in as its policy demands. Public
+	// routes skip it so an anonymous caller learns nothing of a tenant.
 	if t != nil && rt.access != platformOnly && rt.access != public && !(a != nil && a.IsOperator()) {
 		if err := gate(t); err != nil {
 			return nil, err
+		}
+		if !t.Compliance.AllowsIP(base.SourceIP) {
+			return nil, errs.Forbidden(CodeIPNotAllowed, "this organisation does not allow requests from %s", base.SourceIP)
+		}
+		if t.Compliance.Require2FA && a != nil && a.Type == actor.TypeUser && a.KeyID == "" && !a.MFA && !mfaExempt[rt.method+" "+rt.path] {
+			return nil, errs.Forbidden(identity.CodeMFAEnrollmentRequired,
+				"this organisation requires two-factor authentication: set it up with POST /api/v1/users/me/2fa/setup and /enable, then log in again with your code")
 		}
 	}
 
@@ -267,6 +276,16 @@ func (s *server) pipeline(r *http.Request, rt route) (context.Context, error) {
 		ctx = store.WithPlatform(ctx, "operator "+a.ID+" "+r.Method+" "+r.URL.Path)
 	}
 	return ctx, nil
+}
+
+// CodeIPNotAllowed refuses a request from outside the tenant's IP allowlist.
+const CodeIPNotAllowed = "IP_NOT_ALLOWED"
+
+// mfaExempt are the routes a user without a second factor may still call
+// when the tenant requires one: enough to enrol.
+var mfaExempt = map[string]bool{
+	"GET /api/v1/users/me": true, "POST /api/v1/users/me/2fa/setup": true, "POST /api/v1/users/me/2fa/enable": true,
+	"GET /api/v1/tenants/current": true, "GET /api/v1/sessions": true,
 }
 
 // gate refuses tenants that are not serving.
@@ -344,7 +363,7 @@ func (s *server) authenticate(r *http.Request, base *actor.Actor) (*actor.Actor,
 	}
 	a := *base
 	a.ID, a.Email, a.Username, a.SessionID, a.TokenID = c.Subject, c.Email, c.Username, c.SessionID, c.ID
-	a.Roles, a.Permissions = c.Roles, c.Permissions
+	a.Roles, a.Permissions, a.MFA = c.Roles, c.Permissions, slices.Contains(c.AMR, "otp")
 	switch {
 	case c.Tenant == "" && containsRole(c.Roles, rbac.RolePlatformAdmin):
 		a.Type = actor.TypeOperator

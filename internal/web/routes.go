@@ -27,6 +27,7 @@ func (s *server) routes() []route {
 		{http.MethodGet, "/api/v1/tenants/current", tenantScoped, rbac.TenantRead, s.currentTenant},
 		{http.MethodPatch, "/api/v1/tenants/current/settings", tenantScoped, rbac.TenantUpdate, s.patchSettings},
 		{http.MethodPatch, "/api/v1/tenants/current/branding", tenantScoped, rbac.TenantUpdate, s.patchBranding},
+		{http.MethodPatch, "/api/v1/tenants/current/compliance", tenantScoped, rbac.TenantUpdate, s.patchCompliance},
 		{http.MethodGet, "/api/v1/tenants/current/usage", tenantScoped, rbac.UsageRead, s.usage},
 
 		// Users of the caller's tenant.
