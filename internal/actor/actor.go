@@ -17,20 +17,22 @@ const (
 
 // Actor is the authenticated caller of a request.
 type Actor struct {
-	Type        Type
-	ID          string // user or operator id; service name; "system"
-	TenantID    string // tenant the credential belongs to; empty for operators
-	Email       string
-	Username    string
-	Roles       []string
-	Permissions []string
-	SessionID   string
-	TokenID     string // jti
-	KeyID       string // set when the caller used an API key: Permissions are then its scopes
-	MFA         bool   // the session was started with a second factor
-	SourceIP    string
-	UserAgent   string
-	RequestID   string
+	Type           Type
+	ID             string // user or operator id; service name; "system"
+	TenantID       string // tenant the credential belongs to; empty for operators
+	Email          string
+	Username       string
+	Roles          []string
+	Permissions    []string
+	SessionID      string
+	TokenID        string // jti
+	KeyID          string // set when the caller used an API key: Permissions are then its scopes
+	MFA            bool   // the session was started with a second factor
+	ImpersonatedBy string // the operator acting as this user, if any
+	ReadOnly       bool   // an impersonation that may only read
+	SourceIP       string
+	UserAgent      string
+	RequestID      string
 }
 
 // IsOperator reports whether the actor is a platform operator.

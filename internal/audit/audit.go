@@ -120,6 +120,9 @@ func build(ctx context.Context, e Entry) (*Event, error) {
 	if a.SessionID != "" {
 		meta["sessionId"] = a.SessionID
 	}
+	if a.ImpersonatedBy != "" {
+		meta["impersonatedBy"] = a.ImpersonatedBy
+	}
 	var err error
 	if ev.Metadata, err = marshalRedacted(meta); err != nil {
 		return nil, err

@@ -23,6 +23,8 @@ type Claims struct {
 	Permissions []string
 	SessionID   string
 	AMR         []string // how the user authenticated: "pwd", "otp"
+	Actor       string   // RFC 8693 "act": the operator impersonating the subject
+	ReadOnly    bool     // an impersonation that may only read
 	ID          string   // jti
 	IssuedAt    time.Time
 	Expiry      time.Time
@@ -79,6 +81,12 @@ func (s *Signer) Sign(c Claims) (string, Claims, error) {
 	if len(c.AMR) > 0 {
 		b = b.Claim("amr", c.AMR)
 	}
+	if c.Actor != "" {
+		b = b.Claim("act", map[string]any{"sub": c.Actor, "typ": "operator"})
+		if c.ReadOnly {
+			b = b.Claim("read_only", true)
+		}
+	}
 	tok, err := b.Build()
 	if err != nil {
 		return "", c, err
@@ -127,6 +135,19 @@ func (s *Signer) Verify(raw string) (*Claims, error) {
 	c.Roles = listClaim(tok, "roles")
 	c.Permissions = listClaim(tok, "permissions")
 	c.AMR = listClaim(tok, "amr")
+	var act any
+	if err := tok.Get("act", &act); err == nil {
+		if m, ok := act.(map[string]any); ok {
+			c.Actor, _ = m["sub"].(string)
+		}
+		if c.Actor == "" {
+			return nil, errs.Unauthenticated(errs.CodeTokenInvalid, "the access token's act claim is malformed")
+		}
+		var ro any
+		if err := tok.Get("read_only", &ro); err == nil {
+			c.ReadOnly, _ = ro.(bool)
+		}
+	}
 	if c.Subject == "" {
 		return nil, errs.Unauthenticated(errs.CodeTokenInvalid, "the access token has no subject")
 	}

@@ -115,3 +115,38 @@ func TestLoginLockout(t *testing.T) {
 		t.Errorf("lockout audit events: %s", ev.Raw)
 	}
 }
+
+func TestImpersonation(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		x, y := a.signup("initrode"), a.signup("chotchkies")
+		op := a.operator()
+		path := "/api/v1/admin/tenants/" + x.ID + "/impersonate"
+		a.want(a.do("POST", path, x.OwnerToken, map[string]any{"userId": x.UserID, "reason": "support"}, nil), 403, "PERMISSION_DENIED")
+		a.want(a.do("POST", path, op, map[string]any{"userId": x.UserID}, nil), 400, "INVALID_REQUEST") // no reason
+		a.want(a.do("POST", path, op, map[string]any{"userId": y.UserID, "reason": "wrong tenant"}, nil), 404, "USER_NOT_FOUND")
+		r := a.want(a.do("POST", path, op, map[string]any{"userId": x.UserID, "reason": "ticket 42", "readOnly": true}, nil), 200, "")
+		tok := r.str("accessToken")
+		// The token acts as the user, says who is behind it, and only reads.
+		if got := a.want(a.do("GET", "/api/v1/users/me", tok, nil, nil), 200, "").str("id"); got != x.UserID {
+			t.Errorf("impersonated /me = %s", got)
+		}
+		a.want(a.do("PATCH", "/api/v1/users/me", tok, map[string]any{"firstName": "Evil"}, nil), 403, CodeReadOnlySession)
+		a.want(a.do("GET", "/api/v1/users", tok, nil, hdr{"X-Tenant-ID": y.ID}), 404, "TENANT_NOT_FOUND")
+		c, err := a.ident.Signer().Verify(tok)
+		storetest.Must(t, err)
+		if c.Actor == "" || !c.ReadOnly || c.Tenant != x.ID || c.Subject != x.UserID {
+			t.Errorf("impersonation claims: %+v", c)
+		}
+		// A writable impersonation's actions are audited with the operator named.
+		w := a.want(a.do("POST", path, op, map[string]any{"userId": x.OwnerID, "reason": "fix a setting"}, nil), 200, "").str("accessToken")
+		a.want(a.do("PATCH", "/api/v1/tenants/current/settings", w, map[string]any{"locale": "de"}, nil), 200, "")
+		ev := a.want(a.do("GET", "/api/v1/audit?eventType=tenant.updated&limit=1", x.OwnerToken, nil, nil), 200, "").items()
+		if len(ev) != 1 || ev[0]["metadata"].(map[string]any)["impersonatedBy"] != c.Actor {
+			t.Errorf("the impersonated change is not attributed to the operator: %v", ev)
+		}
+		if n := len(a.want(a.do("GET", "/api/v1/audit?eventType=platform.impersonation_started", x.OwnerToken, nil, nil), 200, "").items()); n != 2 {
+			t.Errorf("%d impersonation starts audited, want 2", n)
+		}
+	})
+}

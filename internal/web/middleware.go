@@ -242,6 +242,11 @@ func (s *server) pipeline(r *http.Request, rt route) (context.Context, error) {
 		}
 	}
 
+	// A read-only impersonation may only read.
+	if a != nil && a.ReadOnly && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return nil, errs.Forbidden(CodeReadOnlySession, "this is a read-only impersonation session")
+	}
+
 	// 5. Permission.
 	if rt.perm != "" && !rbac.Allowed(a, rt.perm) {
 		return nil, errs.Forbidden(errs.CodePermissionDenied, "you need the %s permission for this", rt.perm)
@@ -277,6 +282,9 @@ func (s *server) pipeline(r *http.Request, rt route) (context.Context, error) {
 	}
 	return ctx, nil
 }
+
+// CodeReadOnlySession refuses a write in a read-only impersonation.
+const CodeReadOnlySession = "READ_ONLY_SESSION"
 
 // CodeIPNotAllowed refuses a request from outside the tenant's IP allowlist.
 const CodeIPNotAllowed = "IP_NOT_ALLOWED"
@@ -364,6 +372,9 @@ func (s *server) authenticate(r *http.Request, base *actor.Actor) (*actor.Actor,
 	a := *base
 	a.ID, a.Email, a.Username, a.SessionID, a.TokenID = c.Subject, c.Email, c.Username, c.SessionID, c.ID
 	a.Roles, a.Permissions, a.MFA = c.Roles, c.Permissions, slices.Contains(c.AMR, "otp")
+	a.ImpersonatedBy, a.ReadOnly = c.Actor, c.ReadOnly
+	// An impersonation passes the tenant's 2FA policy: the operator signed in.
+	a.MFA = a.MFA || c.Actor != ""
 	switch {
 	case c.Tenant == "" && containsRole(c.Roles, rbac.RolePlatformAdmin):
 		a.Type = actor.TypeOperator

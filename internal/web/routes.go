@@ -64,5 +64,6 @@ func (s *server) routes() []route {
 		{http.MethodPost, "/api/v1/admin/tenants/{id}/suspend", platformOnly, rbac.PlatformTenants, s.adminTransition("suspend")},
 		{http.MethodPost, "/api/v1/admin/tenants/{id}/activate", platformOnly, rbac.PlatformTenants, s.adminTransition("activate")},
 		{http.MethodPost, "/api/v1/admin/tenants/{id}/restore", platformOnly, rbac.PlatformTenants, s.adminTransition("restore")},
+		{http.MethodPost, "/api/v1/admin/tenants/{id}/impersonate", platformOnly, rbac.PlatformTenants, s.adminImpersonate},
 	}
 }
