@@ -18,6 +18,7 @@ import (
 	"github.com/tenantgate/tenantgate/internal/actor"
 	"github.com/tenantgate/tenantgate/internal/identity"
 	"github.com/tenantgate/tenantgate/internal/kv"
+	"github.com/tenantgate/tenantgate/internal/rbac"
 	"github.com/tenantgate/tenantgate/internal/secret"
 	"github.com/tenantgate/tenantgate/internal/store"
 	"github.com/tenantgate/tenantgate/internal/tenant"
@@ -192,6 +193,7 @@ type services struct {
 	store    *store.Store
 	tenants  *tenant.Service
 	identity *identity.Service
+	rbac     *rbac.Engine
 	kv       kv.Store
 	close    func()
 }
@@ -219,8 +221,11 @@ func buildServices(ctx context.Context, cfg config, s *store.Store, log *slog.Lo
 		AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL})
 	tcfg := tenant.DefaultConfig
 	tcfg.TrialDays, tcfg.PurgeDelay = cfg.TrialDays, cfg.PurgeDelay
-	return &services{store: s, tenants: tenant.New(s, tcfg, log), kv: shared, close: closeFn,
-		identity: identity.New(s, signer, identity.Options{Password: passwordParams(cfg), Box: box, KV: shared})}, nil
+	var engine *rbac.Engine
+	ident := identity.New(s, signer, identity.Options{Password: passwordParams(cfg), Box: box, KV: shared,
+		UserChanged: func(tenantID string) { engine.Invalidate(tenantID) }})
+	engine = rbac.NewEngine(s, ident)
+	return &services{store: s, tenants: tenant.New(s, tcfg, log), kv: shared, close: closeFn, identity: ident, rbac: engine}, nil
 }
 
 func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Writer) error {
@@ -275,7 +280,7 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 	if cfg.RedisURL != "" {
 		deps["redis"] = svc.kv
 	}
-	handler := web.NewServer(web.Deps{Log: log, Store: s, Tenants: svc.tenants, Identity: svc.identity,
+	handler := web.NewServer(web.Deps{Log: log, Store: s, Tenants: svc.tenants, Identity: svc.identity, RBAC: svc.rbac,
 		BaseDomain: cfg.BaseDomain, PublicURL: publicURL, Version: version, StartedAt: time.Now(), Dependencies: deps})
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
 		WriteTimeout: 120 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,

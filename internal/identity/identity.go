@@ -31,6 +31,7 @@ type Service struct {
 	dummyHash string // verified against when an account does not exist, so timing tells nothing
 	keys      keyCache
 	revoked   revocations
+	changed   func(tenantID string) // told when a user's roles or status change
 }
 
 // Options configure the service.
@@ -39,6 +40,9 @@ type Options struct {
 	Box      *secret.Box // required for two-factor authentication
 	KV       kv.Store    // default: in memory (one process)
 	Lockout  Lockout     // default: DefaultLockout
+	// UserChanged is called after a user's roles or status change (the RBAC
+	// engine drops its cached decisions for the tenant).
+	UserChanged func(tenantID string)
 }
 
 // Lockout is the login backoff policy: after AccountAfter failures for one
@@ -70,8 +74,11 @@ func New(s *store.Store, signer *Signer, o Options) *Service {
 	if err != nil {
 		panic(err)
 	}
+	if o.UserChanged == nil {
+		o.UserChanged = func(string) {}
+	}
 	return &Service{store: s, signer: signer, pw: o.Password, box: o.Box, kv: o.KV, lockout: o.Lockout,
-		now: func() time.Time { return time.Now().UTC() }, dummyHash: dummy}
+		now: func() time.Time { return time.Now().UTC() }, dummyHash: dummy, changed: o.UserChanged}
 }
 
 // Signer returns the token signer.
@@ -221,4 +228,23 @@ func userActor(ctx context.Context, u *User) *actor.Actor {
 		a.SourceIP, a.UserAgent, a.RequestID = prev.SourceIP, prev.UserAgent, prev.RequestID
 	}
 	return a
+}
+
+// PermanentRoles returns a user's built-in roles and whether the user is
+// active, for the RBAC engine.
+func (s *Service) PermanentRoles(ctx context.Context, userID string) ([]string, bool, error) {
+	if !store.ValidID(userID) {
+		return nil, false, nil
+	}
+	var u User
+	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
+		return tx.Select("id", "roles", "status").Where("id = ?", userID).Take(&u).Error
+	})
+	if store.IsNotFound(err) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return u.Roles, u.Status == StatusActive, nil
 }

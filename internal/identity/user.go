@@ -491,6 +491,7 @@ func (s *Service) UpdateUser(ctx context.Context, id string, p UserPatch, self b
 	})
 	if err == nil {
 		s.markRevoked(ended...)
+		s.changed(store.TenantFrom(ctx))
 	}
 	return out, err
 }
@@ -569,6 +570,7 @@ func (s *Service) DeleteUser(ctx context.Context, id string) error {
 	})
 	if err == nil {
 		s.markRevoked(ended...)
+		s.changed(store.TenantFrom(ctx))
 	}
 	return err
 }

@@ -26,6 +26,9 @@ const (
 	UserAssignRole Permission = "user:assign_role"
 	AuditRead      Permission = "audit:read"
 	APIKeyManage   Permission = "api_key:manage" // every key of the tenant, not only one's own
+	RoleRead       Permission = "role:read"
+	RoleManage     Permission = "role:manage"
+	AuthzCheck     Permission = "authz:check"
 	UsageRead      Permission = "usage:read"
 	BillingRead    Permission = "billing:read"
 	BillingManage  Permission = "billing:manage"
@@ -53,10 +56,10 @@ type Role struct {
 
 var builtins = map[string]Role{
 	RoleOwner: {RoleOwner, 40, []Permission{SelfRead, SelfUpdate, TenantRead, TenantUpdate, UserRead, UserCreate, UserUpdate, UserDelete,
-		UserAssignRole, AuditRead, UsageRead, BillingRead, BillingManage, APIKeyManage}},
+		UserAssignRole, AuditRead, UsageRead, BillingRead, BillingManage, APIKeyManage, RoleRead, RoleManage, AuthzCheck}},
 	RoleAdmin: {RoleAdmin, 30, []Permission{SelfRead, SelfUpdate, TenantRead, TenantUpdate, UserRead, UserCreate, UserUpdate, UserDelete,
-		UserAssignRole, AuditRead, UsageRead, APIKeyManage}},
-	RoleBillingManager: {RoleBillingManager, 20, []Permission{SelfRead, SelfUpdate, TenantRead, UserRead, UsageRead, BillingRead, BillingManage}},
+		UserAssignRole, AuditRead, UsageRead, APIKeyManage, RoleRead, RoleManage, AuthzCheck}},
+	RoleBillingManager: {RoleBillingManager, 20, []Permission{SelfRead, SelfUpdate, TenantRead, UserRead, UsageRead, BillingRead, BillingManage, RoleRead}},
 	RoleUser:           {RoleUser, 10, []Permission{SelfRead, SelfUpdate, TenantRead, UserRead}},
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tenantgate/tenantgate/internal/actor"
 	"github.com/tenantgate/tenantgate/internal/identity"
+	"github.com/tenantgate/tenantgate/internal/rbac"
 	"github.com/tenantgate/tenantgate/internal/secret"
 	"github.com/tenantgate/tenantgate/internal/store"
 	"github.com/tenantgate/tenantgate/internal/store/storetest"
@@ -31,6 +32,7 @@ type api struct {
 	store   *store.Store
 	tenants *tenant.Service
 	ident   *identity.Service
+	rbac    *rbac.Engine
 }
 
 func newAPI(t testing.TB, d store.Dialect) *api {
@@ -47,8 +49,11 @@ func newAPI(t testing.TB, d store.Dialect) *api {
 		AccessTTL: 15 * time.Minute, RefreshTTL: time.Hour})
 	cfg := tenant.DefaultConfig
 	cfg.CacheTTL = 0 // every request sees the latest state
-	a := &api{t: t, store: s, tenants: tenant.New(s, cfg, nil), ident: identity.New(s, signer, identity.Options{Password: identity.FastPasswordParams, Box: box})}
-	srv := httptest.NewServer(NewServer(Deps{Store: s, Tenants: a.tenants, Identity: a.ident, BaseDomain: testBaseDomain,
+	a := &api{t: t, store: s, tenants: tenant.New(s, cfg, nil)}
+	a.ident = identity.New(s, signer, identity.Options{Password: identity.FastPasswordParams, Box: box,
+		UserChanged: func(tenantID string) { a.rbac.Invalidate(tenantID) }})
+	a.rbac = rbac.NewEngine(s, a.ident)
+	srv := httptest.NewServer(NewServer(Deps{Store: s, Tenants: a.tenants, Identity: a.ident, RBAC: a.rbac, BaseDomain: testBaseDomain,
 		PublicURL: "http://tenantgate.test", Version: "test"}))
 	t.Cleanup(srv.Close)
 	a.url = srv.URL

@@ -17,7 +17,7 @@ func BenchmarkPipeline(b *testing.B) {
 	x := a.signup("bench")
 	// The production tenant cache (the test API turns it off).
 	cached := tenant.New(a.store, tenant.DefaultConfig, nil)
-	h := NewServer(Deps{Store: a.store, Tenants: cached, Identity: a.ident, BaseDomain: testBaseDomain, PublicURL: "http://tenantgate.test"})
+	h := NewServer(Deps{Store: a.store, Tenants: cached, Identity: a.ident, RBAC: a.rbac, BaseDomain: testBaseDomain, PublicURL: "http://tenantgate.test"})
 	req := httptest.NewRequest(http.MethodGet, "/api/v1/tenants/current", nil)
 	req.Header.Set("Authorization", "Bearer "+x.UserToken)
 	req.Header.Set("X-Tenant-Slug", "bench")
@@ -40,7 +40,7 @@ func BenchmarkListUsers(b *testing.B) {
 	for i := 0; i < 48; i++ {
 		a.do("POST", "/api/v1/users", x.OwnerToken, map[string]any{"email": "u" + string(rune('a'+i%26)) + string(rune('a'+i/26)) + "@b.test", "password": pw}, nil)
 	}
-	h := NewServer(Deps{Store: a.store, Tenants: tenant.New(a.store, tenant.DefaultConfig, nil), Identity: a.ident, PublicURL: "http://tenantgate.test"})
+	h := NewServer(Deps{Store: a.store, Tenants: tenant.New(a.store, tenant.DefaultConfig, nil), Identity: a.ident, RBAC: a.rbac, PublicURL: "http://tenantgate.test"})
 	req := httptest.NewRequest(http.MethodGet, "/api/v1/users", nil)
 	req.Header.Set("Authorization", "Bearer "+x.OwnerToken)
 	b.ReportAllocs()

@@ -247,9 +247,19 @@ func (s *server) pipeline(r *http.Request, rt route) (context.Context, error) {
 		return nil, errs.Forbidden(CodeReadOnlySession, "this is a read-only impersonation session")
 	}
 
-	// 5. Permission.
-	if rt.perm != "" && !rbac.Allowed(a, rt.perm) {
-		return nil, errs.Forbidden(errs.CodePermissionDenied, "you need the %s permission for this", rt.perm)
+	// 5. Permission: operators hold every one; a tenant principal's come from
+	// the RBAC engine (built-in, assigned and inherited roles; conditions).
+	if rt.perm != "" {
+		ok := rbac.Allowed(a, rt.perm)
+		if a != nil && a.Type == actor.TypeUser && t != nil {
+			a.SourceIP = base.SourceIP
+			if ok, err = s.RBAC.Allowed(ctx, a, t.ID, rt.perm); err != nil {
+				return nil, errs.Internal(err, "check permissions")
+			}
+		}
+		if !ok {
+			return nil, errs.Forbidden(errs.CodePermissionDenied, "you need the %s permission for this", rt.perm)
+		}
 	}
 
 	// The store scope follows: a tenant's rows, or (operators on platform

@@ -52,6 +52,19 @@ func (s *server) routes() []route {
 		{http.MethodPost, "/api/v1/api-keys", tenantScoped, rbac.SelfUpdate, s.createAPIKey},
 		{http.MethodDelete, "/api/v1/api-keys/{id}", tenantScoped, rbac.SelfUpdate, s.revokeAPIKey},
 
+		// Roles, permissions and checks.
+		{http.MethodGet, "/api/v1/permissions", tenantScoped, rbac.RoleRead, s.listPermissions},
+		{http.MethodGet, "/api/v1/roles", tenantScoped, rbac.RoleRead, s.listRoles},
+		{http.MethodPost, "/api/v1/roles", tenantScoped, rbac.RoleManage, s.createRole},
+		{http.MethodGet, "/api/v1/roles/{id}", tenantScoped, rbac.RoleRead, s.getRole},
+		{http.MethodPatch, "/api/v1/roles/{id}", tenantScoped, rbac.RoleManage, s.patchRole},
+		{http.MethodDelete, "/api/v1/roles/{id}", tenantScoped, rbac.RoleManage, s.deleteRole},
+		{http.MethodGet, "/api/v1/users/{id}/roles", tenantScoped, rbac.UserRead, s.listUserRoles},
+		{http.MethodPost, "/api/v1/users/{id}/roles", tenantScoped, rbac.UserAssignRole, s.assignRole},
+		{http.MethodDelete, "/api/v1/users/{id}/roles/{roleId}", tenantScoped, rbac.UserAssignRole, s.unassignRole},
+		{http.MethodPost, "/api/v1/authz/check", tenantScoped, rbac.SelfRead, s.authzCheck},
+		{http.MethodPost, "/api/v1/authz/check-batch", tenantScoped, rbac.SelfRead, s.authzCheckBatch},
+
 		// Audit log: a tenant's own; operators see every tenant's.
 		{http.MethodGet, "/api/v1/audit", authenticated, rbac.AuditRead, s.listAudit},
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tenantgate/tenantgate/internal/identity"
+	"github.com/tenantgate/tenantgate/internal/rbac"
 	"github.com/tenantgate/tenantgate/internal/store"
 	"github.com/tenantgate/tenantgate/internal/tenant"
 )
@@ -28,6 +29,7 @@ type Deps struct {
 	Store        *store.Store
 	Tenants      *tenant.Service
 	Identity     *identity.Service
+	RBAC         *rbac.Engine
 	BaseDomain   string // tenants answer at {slug}.{BaseDomain}
 	PublicURL    string // where clients reach the server; the token issuer
 	Version      string
