@@ -1,9 +1,11 @@
 package identity
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -48,14 +50,40 @@ type Tokens struct {
 
 // Signer issues and verifies access tokens.
 type Signer struct {
-	keys *Keys
-	cfg  TokenConfig
-	now  func() time.Time
+	keys     *Keys
+	cfg      TokenConfig
+	now      func() time.Time
+	verified *verifiedCache
+}
+
+// verifiedCache remembers tokens whose signature and claims were checked,
+// by the SHA-256 of the exact token, until the token expires: a client
+// reuses its access token for many requests, and Ed25519 verification is
+// the costliest step of authentication. Revocation is checked per request
+// elsewhere; expiry is checked again on every hit.
+type verifiedCache struct {
+	mu sync.Mutex
+	m  map[[32]byte]*Claims
+}
+
+func (c *verifiedCache) get(k [32]byte) *Claims {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[k]
+}
+
+func (c *verifiedCache) put(k [32]byte, cl *Claims) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= 50000 {
+		clear(c.m)
+	}
+	c.m[k] = cl
 }
 
 // NewSigner builds a Signer.
 func NewSigner(keys *Keys, cfg TokenConfig) *Signer {
-	return &Signer{keys: keys, cfg: cfg, now: time.Now}
+	return &Signer{keys: keys, cfg: cfg, now: time.Now, verified: &verifiedCache{m: map[[32]byte]*Claims{}}}
 }
 
 // Config returns the token configuration.
@@ -105,6 +133,16 @@ func (s *Signer) Verify(raw string) (*Claims, error) {
 	if strings.Count(raw, ".") != 2 || len(raw) > 8192 {
 		return nil, errs.Unauthenticated(errs.CodeTokenInvalid, "the bearer token is not a JWT")
 	}
+	key := sha256.Sum256([]byte(raw))
+	if s.verified != nil {
+		if c := s.verified.get(key); c != nil {
+			if !s.now().Before(c.Expiry.Add(30 * time.Second)) {
+				return nil, errs.Unauthenticated(errs.CodeTokenExpired, "the access token has expired; refresh it or log in again")
+			}
+			cp := *c
+			return &cp, nil
+		}
+	}
 	_, set := s.keys.current()
 	tok, err := jwt.ParseString(raw,
 		jwt.WithKeySet(set),
@@ -150,6 +188,10 @@ func (s *Signer) Verify(raw string) (*Claims, error) {
 	}
 	if c.Subject == "" {
 		return nil, errs.Unauthenticated(errs.CodeTokenInvalid, "the access token has no subject")
+	}
+	if s.verified != nil {
+		cp := *c
+		s.verified.put(key, &cp)
 	}
 	return c, nil
 }

@@ -127,8 +127,48 @@ type Engine struct {
 type effectiveEntry struct {
 	version uint64
 	exp     time.Time
-	grants  []effectiveGrant
 	ok      bool // the user exists and is active
+	// byPerm indexes the grants by permission; wildcard ("res:*") grants are
+	// kept apart. A check is then a map lookup, whatever the number of roles.
+	byPerm   map[string]*permGrants
+	wildcard []effectiveGrant
+}
+
+// permGrants are the grants of one permission: the roles that give it
+// without conditions (and until when), and the conditional ones.
+type permGrants struct {
+	roles       []string
+	forever     bool       // one unconditional grant has no end
+	validUntil  *time.Time // else the latest end among them
+	conditional []effectiveGrant
+}
+
+func (e *effectiveEntry) add(g effectiveGrant) {
+	if strings.HasSuffix(g.grant.Permission, ":*") {
+		e.wildcard = append(e.wildcard, g)
+		return
+	}
+	if e.byPerm == nil {
+		e.byPerm = map[string]*permGrants{}
+	}
+	pg := e.byPerm[g.grant.Permission]
+	if pg == nil {
+		pg = &permGrants{}
+		e.byPerm[g.grant.Permission] = pg
+	}
+	if len(g.grant.Conditions) > 0 {
+		pg.conditional = append(pg.conditional, g)
+		return
+	}
+	if i, found := slices.BinarySearch(pg.roles, g.role); !found { // kept sorted for the answer
+		pg.roles = slices.Insert(pg.roles, i, g.role)
+	}
+	switch {
+	case g.validUntil == nil:
+		pg.forever = true
+	case pg.validUntil == nil || g.validUntil.After(*pg.validUntil):
+		pg.validUntil = g.validUntil
+	}
 }
 
 type effectiveGrant struct {
@@ -178,7 +218,7 @@ func (e *Engine) effective(ctx context.Context, tenantID, userID string) (*effec
 	if active {
 		for _, name := range perm {
 			for _, g := range builtinRecord(name).Grants {
-				entry.grants = append(entry.grants, effectiveGrant{role: name, grant: g})
+				entry.add(effectiveGrant{role: name, grant: g})
 			}
 		}
 		err = e.store.Tx(tctx, func(tx *gorm.DB) error {
@@ -206,7 +246,7 @@ func (e *Engine) effective(ctx context.Context, tenantID, userID string) (*effec
 				}
 				if name, ok := builtinByID(a.RoleID); ok {
 					for _, g := range builtinRecord(name).Grants {
-						entry.grants = append(entry.grants, effectiveGrant{role: name, grant: g, validUntil: a.ValidUntil})
+						entry.add(effectiveGrant{role: name, grant: g, validUntil: a.ValidUntil})
 					}
 					continue
 				}
@@ -218,7 +258,7 @@ func (e *Engine) effective(ctx context.Context, tenantID, userID string) (*effec
 						break
 					}
 					for _, g := range r.Grants {
-						entry.grants = append(entry.grants, effectiveGrant{role: r.Name, grant: g, validUntil: a.ValidUntil})
+						entry.add(effectiveGrant{role: r.Name, grant: g, validUntil: a.ValidUntil})
 					}
 					id = ""
 					if r.ParentRoleID != nil {
@@ -269,62 +309,73 @@ type Result struct {
 func (e *Engine) Evaluate(ctx context.Context, c Check, ip string) (Result, error) {
 	start := time.Now()
 	perm := c.Resource + ":" + c.Action
-	res := Result{Resource: c.Resource, Action: c.Action, ResourceID: c.ResourceID, AppliedRoles: []string{}, AppliedPermissions: []string{}}
+	res := Result{Resource: c.Resource, Action: c.Action, ResourceID: c.ResourceID}
 	entry, hit, err := e.effective(ctx, c.TenantID, c.UserID)
 	if err != nil {
 		return res, err
 	}
-	if v, ok := c.Context["requestIp"].(string); ok && v != "" {
-		ip = v
-	}
-	attrs := map[string]any{}
-	for k, v := range c.Context {
-		attrs[k] = v
-	}
-	if c.ResourceID != "" {
-		attrs["resourceId"] = c.ResourceID
-	}
-	ev := EvalContext{Now: e.now(), UserID: c.UserID, IP: ip, Attrs: attrs}
 	reason := "insufficient_permissions"
 	if !entry.ok {
 		reason = "user_inactive_or_unknown"
 	}
 	var until *time.Time
-	for _, g := range entry.grants {
-		if !matches(g.grant.Permission, perm) {
-			continue
+	forever := false
+	pg := entry.byPerm[perm]
+	if pg != nil && len(pg.roles) > 0 { // the common case: a map lookup
+		res.Allowed, res.AppliedRoles, res.AppliedPermissions = true, slices.Clone(pg.roles), []string{perm}
+		forever, until = pg.forever, pg.validUntil
+	}
+	var conditional []effectiveGrant
+	if pg != nil {
+		conditional = pg.conditional
+	}
+	for _, g := range entry.wildcard {
+		if matches(g.grant.Permission, perm) {
+			conditional = append(conditional[:len(conditional):len(conditional)], g)
 		}
-		failed := ""
-		for _, cond := range g.grant.Conditions {
-			if !cond.Eval(ev) {
-				failed = cond.Type
-				break
+	}
+	if len(conditional) > 0 {
+		if v, ok := c.Context["requestIp"].(string); ok && v != "" {
+			ip = v
+		}
+		attrs := make(map[string]any, len(c.Context)+1)
+		for k, v := range c.Context {
+			attrs[k] = v
+		}
+		if c.ResourceID != "" {
+			attrs["resourceId"] = c.ResourceID
+		}
+		ev := EvalContext{Now: e.now(), UserID: c.UserID, IP: ip, Attrs: attrs}
+	next:
+		for _, g := range conditional {
+			for _, cond := range g.grant.Conditions {
+				if !cond.Eval(ev) {
+					reason = "condition_failed:" + cond.Type
+					continue next
+				}
+			}
+			res.Allowed = true
+			if i, found := slices.BinarySearch(res.AppliedRoles, g.role); !found {
+				res.AppliedRoles = slices.Insert(res.AppliedRoles, i, g.role)
+			}
+			if !slices.Contains(res.AppliedPermissions, g.grant.Permission) {
+				res.AppliedPermissions = append(res.AppliedPermissions, g.grant.Permission)
+			}
+			if g.validUntil == nil {
+				forever = true
+			} else if until == nil || g.validUntil.After(*until) {
+				until = g.validUntil
 			}
 		}
-		if failed != "" {
-			reason = "condition_failed:" + failed
-			continue
-		}
-		res.Allowed = true
-		if !slices.Contains(res.AppliedRoles, g.role) {
-			res.AppliedRoles = append(res.AppliedRoles, g.role)
-		}
-		if !slices.Contains(res.AppliedPermissions, g.grant.Permission) {
-			res.AppliedPermissions = append(res.AppliedPermissions, g.grant.Permission)
-		}
-		if g.validUntil != nil && (until == nil || g.validUntil.After(*until)) {
-			until = g.validUntil
-		}
-		if g.validUntil == nil {
-			until = nil
-		}
+	}
+	if res.AppliedRoles == nil {
+		res.AppliedRoles, res.AppliedPermissions = []string{}, []string{}
 	}
 	if !res.Allowed {
 		res.Reason = &reason
-	} else if until != nil {
+	} else if until != nil && !forever {
 		res.Conditions = map[string]any{"validUntil": until.UTC().Format(time.RFC3339)}
 	}
-	sort.Strings(res.AppliedRoles)
 	res.Metadata = map[string]any{"evaluationTime": time.Since(start).Microseconds(), "evaluationTimeUnit": "µs", "cacheHit": hit}
 	return res, nil
 }
@@ -366,8 +417,13 @@ func (e *Engine) EffectivePermissions(ctx context.Context, tenantID, userID stri
 	if err != nil {
 		return nil, err
 	}
-	var out []string
-	for _, g := range entry.grants {
+	out := []string{}
+	for p, pg := range entry.byPerm {
+		if len(pg.roles) > 0 {
+			out = append(out, p)
+		}
+	}
+	for _, g := range entry.wildcard {
 		if len(g.grant.Conditions) == 0 && !slices.Contains(out, g.grant.Permission) {
 			out = append(out, g.grant.Permission)
 		}
@@ -628,7 +684,7 @@ func (e *Engine) Assign(ctx context.Context, userID string, in NewAssignment) (*
 				return err
 			}
 			for _, g := range r.Grants {
-				if !slices.Contains(mine, g.Permission) {
+				if !slices.ContainsFunc(mine, func(p string) bool { return matches(p, g.Permission) }) {
 					return errs.Forbidden(CodeInvalidRoleAssignment, "you cannot assign %s: it grants %s, which you do not hold", r.Name, g.Permission)
 				}
 			}

@@ -3,6 +3,7 @@ package web
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/tenantgate/tenantgate/internal/store"
@@ -46,6 +47,26 @@ func BenchmarkListUsers(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != 200 {
+			b.Fatalf("status %d: %s", w.Code, w.Body)
+		}
+	}
+}
+
+// BenchmarkAuthzCheckHTTP measures POST /api/v1/authz/check through the
+// whole pipeline (API key auth, tenant, permission) with warm caches.
+func BenchmarkAuthzCheckHTTP(b *testing.B) {
+	a := newAPI(b, store.SQLite)
+	x := a.signup("benchcheck")
+	key := a.want(a.do("POST", "/api/v1/api-keys", x.OwnerToken, map[string]any{"name": "bench"}, nil), 201, "").str("secret")
+	h := NewServer(Deps{Store: a.store, Tenants: tenant.New(a.store, tenant.DefaultConfig, nil), Identity: a.ident, RBAC: a.rbac, PublicURL: "http://tenantgate.test"})
+	body := `{"userId":"` + x.UserID + `","resource":"user","action":"read"}`
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest(http.MethodPost, "/api/v1/authz/check", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+key)
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, req)
 		if w.Code != 200 {
