@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/tenantgate/tenantgate/internal/web"
 )
 
 // config is read once, from TENANTGATE_* variables and then flags.
@@ -29,6 +31,7 @@ type config struct {
 	BootstrapEmail  string
 	BootstrapPass   string
 	PasswordProfile string // "default" or "fast" (tests only)
+	ServiceTokens   []web.ServiceToken
 }
 
 // envDoc documents every variable; --help prints it.
@@ -48,6 +51,7 @@ var envDoc = [][2]string{
 	{"TENANTGATE_REFRESH_TOKEN_TTL", "refresh token lifetime (default 720h)"},
 	{"TENANTGATE_PURGE_DELAY", "how long a deleted tenant can be restored before its data is purged (default 720h)"},
 	{"TENANTGATE_TRIAL_DAYS", "trial length of a new tenant in days (default 14)"},
+	{"TENANTGATE_SERVICE_TOKENS", "credentials of the service API (/internal/*): name=token,name2=token2 (tokens of 32+ characters)"},
 	{"TENANTGATE_BOOTSTRAP_OPERATOR_EMAIL", "create this platform operator on first start …"},
 	{"TENANTGATE_BOOTSTRAP_OPERATOR_PASSWORD", "… with this password"},
 }
@@ -92,6 +96,16 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if (c.BootstrapEmail == "") != (c.BootstrapPass == "") {
 		problems = append(problems, "set both TENANTGATE_BOOTSTRAP_OPERATOR_EMAIL and TENANTGATE_BOOTSTRAP_OPERATOR_PASSWORD, or neither")
+	}
+	if v := getenv("TENANTGATE_SERVICE_TOKENS"); v != "" {
+		for _, pair := range strings.Split(v, ",") {
+			name, tok, ok := strings.Cut(strings.TrimSpace(pair), "=")
+			if !ok || name == "" || len(tok) < 32 {
+				problems = append(problems, "TENANTGATE_SERVICE_TOKENS: each entry must be name=token with a token of at least 32 characters (make one with: openssl rand -hex 32)")
+				break
+			}
+			c.ServiceTokens = append(c.ServiceTokens, web.ServiceToken{Name: name, Token: tok})
+		}
 	}
 	if len(problems) > 0 {
 		return c, fmt.Errorf("configuration:\n  %s", strings.Join(problems, "\n  "))

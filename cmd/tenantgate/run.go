@@ -281,7 +281,8 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 		deps["redis"] = svc.kv
 	}
 	handler := web.NewServer(web.Deps{Log: log, Store: s, Tenants: svc.tenants, Identity: svc.identity, RBAC: svc.rbac,
-		BaseDomain: cfg.BaseDomain, PublicURL: publicURL, Version: version, StartedAt: time.Now(), Dependencies: deps})
+		BaseDomain: cfg.BaseDomain, PublicURL: publicURL, Version: version, StartedAt: time.Now(), Dependencies: deps,
+		ServiceTokens: cfg.ServiceTokens})
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
 		WriteTimeout: 120 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}

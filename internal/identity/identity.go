@@ -248,3 +248,73 @@ func (s *Service) PermanentRoles(ctx context.Context, userID string) ([]string, 
 	}
 	return u.Roles, u.Status == StatusActive, nil
 }
+
+// CheckCredentials validates a tenant user's email and password for another
+// service (the tenant comes from ctx's scope), with the same lockout and
+// audit as a login, but starts no session.
+func (s *Service) CheckCredentials(ctx context.Context, email, password string) (*User, error) {
+	email = NormalizeEmail(email)
+	tenantID := store.TenantFrom(ctx)
+	acctKey := "login:acct:" + tenantID + ":" + email
+	if err := s.checkLockout(ctx, acctKey); err != nil {
+		return nil, err
+	}
+	var user *User
+	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
+		var u User
+		err := tx.Where("email = ? AND status <> ?", email, StatusDeleted).Take(&u).Error
+		if err != nil && !store.IsNotFound(err) {
+			return err
+		}
+		hash := s.dummyHash
+		if err == nil && u.PasswordHash != nil {
+			hash = *u.PasswordHash
+		}
+		ok, _ := VerifyPassword(password, hash)
+		if err != nil || !ok || u.Status != StatusActive {
+			return audit.Record(ctx, tx, audit.Entry{TenantID: tenantID, EventType: "auth.credentials_rejected", Resource: "user",
+				ResourceID: u.ID, Action: "validate", Outcome: audit.Failure, Metadata: map[string]any{"email": email}})
+		}
+		user = u.fill()
+		return nil
+	})
+	if err != nil {
+		return nil, errs.Internal(err, "validate credentials")
+	}
+	if user == nil {
+		s.recordFailure(ctx, acctKey, tenantID, email)
+		return nil, nil
+	}
+	_ = s.kv.Del(ctx, "fail:"+acctKey)
+	return user, nil
+}
+
+// RevokeUserSessions ends every session of a user (for another service).
+func (s *Service) RevokeUserSessions(ctx context.Context, userID, reason string) (int, error) {
+	var ended []string
+	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		if ended, err = revokeSubjectTx(tx, userID, "service:"+reason, s.now()); err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, audit.Entry{EventType: "session.revoked_all", Resource: "user", ResourceID: userID, Action: "revoke",
+			Metadata: map[string]any{"reason": reason, "sessions": len(ended)}})
+	})
+	if err != nil {
+		return 0, errs.Internal(err, "revoke sessions")
+	}
+	s.markRevoked(ended...)
+	return len(ended), nil
+}
+
+// FindUser reads a user by id in any tenant (platform scope): the service
+// API's lookup, which does not know the tenant.
+func (s *Service) FindUser(ctx context.Context, userID string) (*User, error) {
+	var u *User
+	err := s.store.Tx(store.WithPlatform(ctx, "service user lookup"), func(tx *gorm.DB) error {
+		var err error
+		u, err = s.getTx(tx, userID)
+		return err
+	})
+	return u, err
+}

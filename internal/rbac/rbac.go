@@ -33,6 +33,9 @@ const (
 	BillingRead    Permission = "billing:read"
 	BillingManage  Permission = "billing:manage"
 
+	// ServiceInternal is held only by the tenant's other services (X-Service-Token).
+	ServiceInternal Permission = "service:internal"
+
 	// Platform permissions, held only by operators.
 	PlatformTenants Permission = "platform:tenants"
 	PlatformAudit   Permission = "platform:audit"
@@ -103,6 +106,12 @@ func PermissionsOf(roles []string) []string {
 // a tenant principal holds those of its roles.
 func Allowed(a *actor.Actor, p Permission) bool {
 	if a == nil {
+		return false
+	}
+	if a.Type == actor.TypeService {
+		return p == ServiceInternal
+	}
+	if p == ServiceInternal {
 		return false
 	}
 	if a.Type == actor.TypeOperator {

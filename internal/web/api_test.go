@@ -23,7 +23,10 @@ import (
 	"github.com/tenantgate/tenantgate/internal/tenant"
 )
 
-const testBaseDomain = "tenantgate.test"
+const (
+	testBaseDomain   = "tenantgate.test"
+	testServiceToken = "svc-0123456789abcdef0123456789abcdef"
+)
 
 // api is a running server over a fresh database.
 type api struct {
@@ -54,7 +57,7 @@ func newAPI(t testing.TB, d store.Dialect) *api {
 		UserChanged: func(tenantID string) { a.rbac.Invalidate(tenantID) }})
 	a.rbac = rbac.NewEngine(s, a.ident)
 	srv := httptest.NewServer(NewServer(Deps{Store: s, Tenants: a.tenants, Identity: a.ident, RBAC: a.rbac, BaseDomain: testBaseDomain,
-		PublicURL: "http://tenantgate.test", Version: "test"}))
+		PublicURL: "http://tenantgate.test", Version: "test", ServiceTokens: []ServiceToken{{Name: "billing", Token: testServiceToken}}}))
 	t.Cleanup(srv.Close)
 	a.url = srv.URL
 	return a

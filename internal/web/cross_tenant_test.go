@@ -186,6 +186,15 @@ func TestEveryRouteNeedsItsPermission(t *testing.T) {
 		if rt.access != public && rt.perm == "" {
 			t.Errorf("%s %s has no permission: every non-public route needs one", rt.method, rt.path)
 		}
+		if rt.access == serviceOnly {
+			// Tenant credentials never open the service API.
+			for _, tok := range []string{x.OwnerToken, narrow} {
+				if r := a.do(rt.method, path, tok, map[string]any{}, nil); r.Status != http.StatusUnauthorized {
+					t.Errorf("%s %s with a tenant credential: got %d, want 401", rt.method, rt.path, r.Status)
+				}
+			}
+			continue
+		}
 		if rt.access != public && rt.perm != rbac.TenantRead {
 			r := a.do(rt.method, path, narrow, map[string]any{}, nil)
 			if r.Status != http.StatusForbidden || r.code() != "PERMISSION_DENIED" {

@@ -35,8 +35,24 @@ func decodeJSON(r *http.Request, dst any) error {
 	return decodeBytes(raw, dst)
 }
 
+// decodeArray reads exactly one JSON array into dst, with decodeJSON's rules.
+func decodeArray(r *http.Request, dst any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || (mt != "application/json" && mt != "application/x-www-form-urlencoded") {
+			return errs.Invalid("the body must be JSON", map[string]string{"Content-Type": "must be application/json"})
+		}
+	}
+	raw, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+	if err != nil {
+		return errs.Invalid("the body could not be read", map[string]string{"body": err.Error()})
+	}
+	return decodeInto(raw, dst, '[')
+}
+
 // decodeBytes is decodeJSON's parser, separate so it can be fuzzed.
-func decodeBytes(raw []byte, dst any) error {
+func decodeBytes(raw []byte, dst any) error { return decodeInto(raw, dst, '{') }
+
+func decodeInto(raw []byte, dst any, open byte) error {
 	if len(raw) > MaxBodyBytes {
 		return errs.Invalid("the body is too large", map[string]string{"body": fmt.Sprintf("must be at most %d bytes", MaxBodyBytes)})
 	}
@@ -44,8 +60,9 @@ func decodeBytes(raw []byte, dst any) error {
 	if len(trimmed) == 0 {
 		return errs.Invalid("the body is empty; send a JSON object", map[string]string{"body": "must be a JSON object"})
 	}
-	if trimmed[0] != '{' { // null, arrays, strings, numbers: never what an endpoint takes
-		return errs.Invalid("the body must be a JSON object", map[string]string{"body": "must be a JSON object"})
+	if trimmed[0] != open { // null, strings, numbers, the wrong container: never what an endpoint takes
+		what := map[byte]string{'{': "a JSON object", '[': "a JSON array"}[open]
+		return errs.Invalid("the body must be "+what, map[string]string{"body": "must be " + what})
 	}
 	// Text columns cannot hold NUL (PostgreSQL refuses it), and the API speaks UTF-8.
 	if !utf8.Valid(raw) || bytes.Contains(raw, []byte(`\u0000`)) {

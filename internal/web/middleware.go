@@ -142,6 +142,7 @@ const (
 	authenticated               // any valid credential
 	tenantScoped                // a credential acting in one resolved tenant
 	platformOnly                // a platform operator
+	serviceOnly                 // another service, by X-Service-Token; the tenant is in the body
 )
 
 type route struct {
@@ -181,6 +182,18 @@ func (s *server) pipeline(r *http.Request, rt route) (context.Context, error) {
 		return nil, err
 	}
 	base := &actor.Actor{Type: actor.TypeSystem, ID: "anonymous", SourceIP: clientIP(r), UserAgent: cleanHeader(r.UserAgent(), 512), RequestID: requestID(ctx)}
+
+	// The service API has its own credential and names tenants in its bodies.
+	if rt.access == serviceOnly {
+		a, err := s.authenticateService(r, base)
+		if err != nil {
+			return nil, err
+		}
+		if info, ok := ctx.Value(logInfoKey{}).(*logInfo); ok {
+			info.actor = "service:" + a.ID
+		}
+		return actor.With(ctx, a), nil
+	}
 
 	// 1. Authentication (bearer JWT; the credential is checked before any lookup).
 	a, err := s.authenticate(r, base)

@@ -112,8 +112,12 @@ func TestRBACConditions(t *testing.T) {
 	check := func(ctx map[string]any) resp {
 		return a.want(a.do("POST", "/api/v1/authz/check", x.OwnerToken, map[string]any{"userId": x.UserID, "resource": "audit", "action": "read", "context": ctx}, nil), 200, "")
 	}
-	assign := func(id string) { a.want(a.do("POST", "/api/v1/users/"+x.UserID+"/roles", x.OwnerToken, map[string]any{"roleId": id}, nil), 201, "") }
-	unassign := func(id string) { a.want(a.do("DELETE", "/api/v1/users/"+x.UserID+"/roles/"+id, x.OwnerToken, nil, nil), 204, "") }
+	assign := func(id string) {
+		a.want(a.do("POST", "/api/v1/users/"+x.UserID+"/roles", x.OwnerToken, map[string]any{"roleId": id}, nil), 201, "")
+	}
+	unassign := func(id string) {
+		a.want(a.do("DELETE", "/api/v1/users/"+x.UserID+"/roles/"+id, x.OwnerToken, nil, nil), 204, "")
+	}
 	for _, c := range []struct {
 		name  string
 		cond  map[string]any

@@ -68,6 +68,20 @@ func (s *server) routes() []route {
 		// Audit log: a tenant's own; operators see every tenant's.
 		{http.MethodGet, "/api/v1/audit", authenticated, rbac.AuditRead, s.listAudit},
 
+		// The service API for a tenant's other services (seed 004), X-Service-Token only.
+		{http.MethodPost, "/internal/tokens/verify", serviceOnly, rbac.ServiceInternal, s.svcVerifyToken},
+		{http.MethodGet, "/internal/users/{id}", serviceOnly, rbac.ServiceInternal, s.svcGetUser},
+		{http.MethodPost, "/internal/users/validate-credentials", serviceOnly, rbac.ServiceInternal, s.svcValidateCredentials},
+		{http.MethodPost, "/internal/users/validate-status", serviceOnly, rbac.ServiceInternal, s.svcValidateStatus},
+		{http.MethodPost, "/internal/sessions/revoke-user", serviceOnly, rbac.ServiceInternal, s.svcRevokeUser},
+		{http.MethodPost, "/internal/permissions/check", serviceOnly, rbac.ServiceInternal, s.svcCheck},
+		{http.MethodPost, "/internal/permissions/check-batch", serviceOnly, rbac.ServiceInternal, s.svcCheckBatch},
+		{http.MethodGet, "/internal/users/{id}/roles", serviceOnly, rbac.ServiceInternal, s.svcUserRoles},
+		{http.MethodPost, "/internal/users/{id}/roles", serviceOnly, rbac.ServiceInternal, s.svcAssignRole},
+		{http.MethodDelete, "/internal/users/{id}/roles/{roleId}", serviceOnly, rbac.ServiceInternal, s.svcUnassignRole},
+		{http.MethodPost, "/internal/events", serviceOnly, rbac.ServiceInternal, s.svcEvent},
+		{http.MethodPost, "/internal/events/batch", serviceOnly, rbac.ServiceInternal, s.svcEventBatch},
+
 		// Platform operators.
 		{http.MethodGet, "/api/v1/admin/tenants", platformOnly, rbac.PlatformTenants, s.adminListTenants},
 		{http.MethodPost, "/api/v1/admin/tenants", platformOnly, rbac.PlatformTenants, s.adminCreateTenant},

@@ -25,16 +25,17 @@ type Pinger interface {
 
 // Deps is everything the HTTP layer needs, built in cmd/tenantgate/run.go.
 type Deps struct {
-	Log          *slog.Logger
-	Store        *store.Store
-	Tenants      *tenant.Service
-	Identity     *identity.Service
-	RBAC         *rbac.Engine
-	BaseDomain   string // tenants answer at {slug}.{BaseDomain}
-	PublicURL    string // where clients reach the server; the token issuer
-	Version      string
-	StartedAt    time.Time
-	Dependencies map[string]Pinger // extra health dependencies (redis, ...)
+	Log           *slog.Logger
+	Store         *store.Store
+	Tenants       *tenant.Service
+	Identity      *identity.Service
+	RBAC          *rbac.Engine
+	BaseDomain    string // tenants answer at {slug}.{BaseDomain}
+	PublicURL     string // where clients reach the server; the token issuer
+	Version       string
+	StartedAt     time.Time
+	Dependencies  map[string]Pinger // extra health dependencies (redis, ...)
+	ServiceTokens []ServiceToken    // credentials of the service API (/internal/*)
 }
 
 type server struct {
