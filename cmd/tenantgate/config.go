@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tenantgate/tenantgate/internal/identity/oidc"
 	"github.com/tenantgate/tenantgate/internal/web"
 )
 
@@ -32,6 +33,7 @@ type config struct {
 	BootstrapPass   string
 	PasswordProfile string // "default" or "fast" (tests only)
 	ServiceTokens   []web.ServiceToken
+	OIDC            *oidc.Platform
 }
 
 // envDoc documents every variable; --help prints it.
@@ -52,6 +54,12 @@ var envDoc = [][2]string{
 	{"TENANTGATE_PURGE_DELAY", "how long a deleted tenant can be restored before its data is purged (default 720h)"},
 	{"TENANTGATE_TRIAL_DAYS", "trial length of a new tenant in days (default 14)"},
 	{"TENANTGATE_SERVICE_TOKENS", "credentials of the service API (/internal/*): name=token,name2=token2 (tokens of 32+ characters)"},
+	{"TENANTGATE_OIDC_ISSUER", "platform-wide OpenID Connect provider (Zitadel style), e.g. https://acme.zitadel.cloud"},
+	{"TENANTGATE_OIDC_CLIENT_ID", "… its client id"},
+	{"TENANTGATE_OIDC_CLIENT_SECRET", "… its client secret"},
+	{"TENANTGATE_OIDC_ORG_CLAIM", "… the claim naming the organisation (default urn:zitadel:iam:org:id)"},
+	{"TENANTGATE_OIDC_ROLES_CLAIM", "… an optional claim listing tenant roles"},
+	{"TENANTGATE_OIDC_JIT", "… create users on first sign-in: true (default) or false"},
 	{"TENANTGATE_BOOTSTRAP_OPERATOR_EMAIL", "create this platform operator on first start …"},
 	{"TENANTGATE_BOOTSTRAP_OPERATOR_PASSWORD", "… with this password"},
 }
@@ -105,6 +113,14 @@ func loadConfig(getenv func(string) string) (config, error) {
 				break
 			}
 			c.ServiceTokens = append(c.ServiceTokens, web.ServiceToken{Name: name, Token: tok})
+		}
+	}
+	if iss := getenv("TENANTGATE_OIDC_ISSUER"); iss != "" {
+		c.OIDC = &oidc.Platform{Issuer: strings.TrimSuffix(iss, "/"), ClientID: getenv("TENANTGATE_OIDC_CLIENT_ID"),
+			ClientSecret: getenv("TENANTGATE_OIDC_CLIENT_SECRET"), OrgClaim: getenv("TENANTGATE_OIDC_ORG_CLAIM"),
+			RolesClaim: getenv("TENANTGATE_OIDC_ROLES_CLAIM"), JIT: getenv("TENANTGATE_OIDC_JIT") != "false"}
+		if c.OIDC.ClientID == "" || c.OIDC.ClientSecret == "" {
+			problems = append(problems, "TENANTGATE_OIDC_ISSUER needs TENANTGATE_OIDC_CLIENT_ID and TENANTGATE_OIDC_CLIENT_SECRET")
 		}
 	}
 	if len(problems) > 0 {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tenantgate/tenantgate/internal/actor"
 	"github.com/tenantgate/tenantgate/internal/identity"
+	"github.com/tenantgate/tenantgate/internal/identity/oidc"
 	"github.com/tenantgate/tenantgate/internal/kv"
 	"github.com/tenantgate/tenantgate/internal/rbac"
 	"github.com/tenantgate/tenantgate/internal/secret"
@@ -194,6 +195,7 @@ type services struct {
 	tenants  *tenant.Service
 	identity *identity.Service
 	rbac     *rbac.Engine
+	oidc     *oidc.Service
 	kv       kv.Store
 	close    func()
 }
@@ -225,7 +227,9 @@ func buildServices(ctx context.Context, cfg config, s *store.Store, log *slog.Lo
 	ident := identity.New(s, signer, identity.Options{Password: passwordParams(cfg), Box: box, KV: shared,
 		UserChanged: func(tenantID string) { engine.Invalidate(tenantID) }})
 	engine = rbac.NewEngine(s, ident)
-	return &services{store: s, tenants: tenant.New(s, tcfg, log), kv: shared, close: closeFn, identity: ident, rbac: engine}, nil
+	tenants := tenant.New(s, tcfg, log)
+	fed := oidc.New(s, ident, tenants, box, publicURL, cfg.OIDC)
+	return &services{store: s, tenants: tenants, kv: shared, close: closeFn, identity: ident, rbac: engine, oidc: fed}, nil
 }
 
 func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Writer) error {
@@ -280,7 +284,7 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 	if cfg.RedisURL != "" {
 		deps["redis"] = svc.kv
 	}
-	handler := web.NewServer(web.Deps{Log: log, Store: s, Tenants: svc.tenants, Identity: svc.identity, RBAC: svc.rbac,
+	handler := web.NewServer(web.Deps{Log: log, Store: s, Tenants: svc.tenants, Identity: svc.identity, RBAC: svc.rbac, OIDC: svc.oidc,
 		BaseDomain: cfg.BaseDomain, PublicURL: publicURL, Version: version, StartedAt: time.Now(), Dependencies: deps,
 		ServiceTokens: cfg.ServiceTokens})
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,

@@ -114,9 +114,12 @@ func (s *Service) tokens(ctx context.Context, tx *gorm.DB, c Claims, tenantID, s
 	return &Tokens{AccessToken: access, RefreshToken: refresh, TokenType: "Bearer", ExpiresIn: int(s.signer.cfg.AccessTTL.Seconds())}, nil
 }
 
-// IssueUserTokensTx starts a session for u inside tx.
-func (s *Service) IssueUserTokensTx(ctx context.Context, tx *gorm.DB, u *User) (*Tokens, error) {
-	return s.tokens(ctx, tx, userClaims(u, ""), u.TenantID, SubjectUser)
+// IssueUserTokensTx starts a session for u inside tx. amr says how the user
+// authenticated ("pwd" when empty).
+func (s *Service) IssueUserTokensTx(ctx context.Context, tx *gorm.DB, u *User, amr ...string) (*Tokens, error) {
+	c := userClaims(u, "")
+	c.AMR = amr
+	return s.tokens(ctx, tx, c, u.TenantID, SubjectUser)
 }
 
 var errBadRefresh = errs.Unauthenticated(errs.CodeTokenInvalid, "the refresh token is not valid; log in again")

@@ -602,3 +602,55 @@ func emptyNil(s string) *string {
 	}
 	return &s
 }
+
+// CreateFederatedUserTx creates a user who signs in through an identity
+// provider: no password (password login is impossible until one is set).
+func (s *Service) CreateFederatedUserTx(ctx context.Context, tx *gorm.DB, email, firstName, lastName string, roles []string) (*User, error) {
+	f := errs.Fields{}
+	email = NormalizeEmail(email)
+	if email == "" {
+		f.Add("email", "the identity provider gave no valid email address")
+	}
+	roles = checkRoles(f, roles)
+	if err := f.Err(); err != nil {
+		return nil, err
+	}
+	now := s.now()
+	u := &User{ID: uuid.Must(uuid.NewV7()).String(), Email: email, Username: usernameFromEmail(email), FirstName: truncate(firstName, 100),
+		LastName: truncate(lastName, 100), Status: StatusActive, Roles: roles, RecoveryCodes: []string{}, CreatedAt: now, UpdatedAt: now}
+	for i := 0; i < 5; i++ { // usernames are unique; suffix on a clash
+		var n int64
+		if err := tx.Model(&User{}).Where("username = ? AND status <> ?", u.Username, StatusDeleted).Count(&n).Error; err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			break
+		}
+		u.Username = truncate(usernameFromEmail(email), 56) + "-" + uuid.NewString()[:6]
+	}
+	if err := tx.Create(u).Error; err != nil {
+		if store.IsUniqueViolation(err) {
+			return nil, errs.Conflict(errs.CodeUserAlreadyExists, "a user with this email already exists in this tenant")
+		}
+		return nil, err
+	}
+	u.fill()
+	return u, audit.Record(ctx, tx, audit.Entry{EventType: "user.created", Resource: "user", ResourceID: u.ID, Action: "create",
+		After: u, Metadata: map[string]any{"via": "oidc"}})
+}
+
+// FindByEmailTx finds a live user of the tenant in tx's scope by email.
+func (s *Service) FindByEmailTx(tx *gorm.DB, email string) (*User, error) {
+	var u User
+	err := tx.Where("email = ? AND status <> ?", NormalizeEmail(email), StatusDeleted).Take(&u).Error
+	if store.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return u.fill(), nil
+}
+
+// GetUserTx reads a user in tx.
+func (s *Service) GetUserTx(tx *gorm.DB, id string) (*User, error) { return s.getTx(tx, id) }

@@ -23,6 +23,7 @@ var catalogue = []PermissionInfo{
 	{string(RoleRead), "role", "read", "tenant", "read roles and the permission catalogue", true},
 	{string(RoleManage), "role", "manage", "tenant", "create, change and delete custom roles", true},
 	{string(AuthzCheck), "authz", "check", "tenant", "check any user's permissions", true},
+	{string(SSOManage), "sso", "manage", "tenant", "configure the tenant's single sign-on (OIDC identity providers)", true},
 	{string(AuditRead), "audit", "read", "tenant", "read the audit log", true},
 	{string(UsageRead), "usage", "read", "tenant", "read usage", true},
 	{string(BillingRead), "billing", "read", "tenant", "read billing", true},

@@ -29,6 +29,7 @@ const (
 	RoleRead       Permission = "role:read"
 	RoleManage     Permission = "role:manage"
 	AuthzCheck     Permission = "authz:check"
+	SSOManage      Permission = "sso:manage"
 	UsageRead      Permission = "usage:read"
 	BillingRead    Permission = "billing:read"
 	BillingManage  Permission = "billing:manage"
@@ -59,9 +60,9 @@ type Role struct {
 
 var builtins = map[string]Role{
 	RoleOwner: {RoleOwner, 40, []Permission{SelfRead, SelfUpdate, TenantRead, TenantUpdate, UserRead, UserCreate, UserUpdate, UserDelete,
-		UserAssignRole, AuditRead, UsageRead, BillingRead, BillingManage, APIKeyManage, RoleRead, RoleManage, AuthzCheck}},
+		UserAssignRole, AuditRead, UsageRead, BillingRead, BillingManage, APIKeyManage, RoleRead, RoleManage, AuthzCheck, SSOManage}},
 	RoleAdmin: {RoleAdmin, 30, []Permission{SelfRead, SelfUpdate, TenantRead, TenantUpdate, UserRead, UserCreate, UserUpdate, UserDelete,
-		UserAssignRole, AuditRead, UsageRead, APIKeyManage, RoleRead, RoleManage, AuthzCheck}},
+		UserAssignRole, AuditRead, UsageRead, APIKeyManage, RoleRead, RoleManage, AuthzCheck, SSOManage}},
 	RoleBillingManager: {RoleBillingManager, 20, []Permission{SelfRead, SelfUpdate, TenantRead, UserRead, UsageRead, BillingRead, BillingManage, RoleRead}},
 	RoleUser:           {RoleUser, 10, []Permission{SelfRead, SelfUpdate, TenantRead, UserRead}},
 }

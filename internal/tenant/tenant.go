@@ -286,6 +286,25 @@ func (s *Service) ByDomain(ctx context.Context, host string) (*Tenant, error) {
 	return t, nil
 }
 
+// ByExternalOrg finds the tenant linked to an organisation of the platform
+// identity provider (Zitadel's urn:zitadel:iam:org:id).
+func (s *Service) ByExternalOrg(ctx context.Context, org string) (*Tenant, error) {
+	if org == "" || len(org) > 200 {
+		return nil, notFound("for that organisation")
+	}
+	var t Tenant
+	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
+		return tx.Where("external_org_id = ? AND status <> ?", org, StatusPurged).Take(&t).Error
+	})
+	if store.IsNotFound(err) {
+		return nil, notFound("for that organisation")
+	}
+	if err != nil {
+		return nil, errs.Internal(err, "resolve the tenant")
+	}
+	return &t, nil
+}
+
 // ByRef resolves an id or a slug.
 func (s *Service) ByRef(ctx context.Context, ref string) (*Tenant, error) {
 	if store.ValidID(ref) {
@@ -397,12 +416,13 @@ func (s *Service) claimSlugTx(tx *gorm.DB, tenantID, slug string) error {
 
 // Patch is a partial update of a tenant; nil fields stay.
 type Patch struct {
-	Name       *string          `json:"name"`
-	Slug       *string          `json:"slug"`
-	Plan       *string          `json:"plan"`
-	Settings   *SettingsPatch   `json:"settings"`
-	Branding   *BrandingPatch   `json:"branding"`
-	Compliance *CompliancePatch `json:"compliance"`
+	Name          *string          `json:"name"`
+	ExternalOrgID *string          `json:"externalOrgId"` // operators: the tenant's organisation at the platform identity provider
+	Slug          *string          `json:"slug"`
+	Plan          *string          `json:"plan"`
+	Settings      *SettingsPatch   `json:"settings"`
+	Branding      *BrandingPatch   `json:"branding"`
+	Compliance    *CompliancePatch `json:"compliance"`
 }
 
 // SettingsPatch updates settings.
@@ -445,6 +465,15 @@ func (p *Patch) apply(t *Tenant, f errs.Fields, operator bool) {
 		if !operator {
 			f.Add("slug", "slug and plan are changed by an operator")
 		}
+	}
+	if p.ExternalOrgID != nil {
+		if !operator {
+			f.Add("externalOrgId", "is set by an operator")
+		}
+		if len(*p.ExternalOrgID) > 200 {
+			f.Add("externalOrgId", "must be at most 200 characters")
+		}
+		t.ExternalOrgID = emptyNil(*p.ExternalOrgID)
 	}
 	if p.Plan != nil {
 		if !slices.Contains(Plans, *p.Plan) {
@@ -578,7 +607,10 @@ func (s *Service) Update(ctx context.Context, id string, p Patch, operator bool)
 			t.Slug = newSlug
 		}
 		t.UpdatedAt = s.now()
-		if err := tx.Select("name", "slug", "plan", "settings", "branding", "compliance", "updated_at").Updates(t).Error; err != nil {
+		if err := tx.Select("name", "slug", "plan", "settings", "branding", "compliance", "external_org_id", "updated_at").Updates(t).Error; err != nil {
+			if store.IsUniqueViolation(err) {
+				return errs.Conflict(errs.CodeTenantAlreadyExists, "another tenant is linked to this organisation")
+			}
 			return err
 		}
 		out = t
@@ -786,4 +818,12 @@ func (s *Service) RunPurger(ctx context.Context, every time.Duration) {
 		case <-t.C:
 		}
 	}
+}
+
+func emptyNil(s string) *string {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil
+	}
+	return &s
 }

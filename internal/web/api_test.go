@@ -16,6 +16,7 @@ import (
 
 	"github.com/tenantgate/tenantgate/internal/actor"
 	"github.com/tenantgate/tenantgate/internal/identity"
+	"github.com/tenantgate/tenantgate/internal/identity/oidc"
 	"github.com/tenantgate/tenantgate/internal/rbac"
 	"github.com/tenantgate/tenantgate/internal/secret"
 	"github.com/tenantgate/tenantgate/internal/store"
@@ -36,9 +37,13 @@ type api struct {
 	tenants *tenant.Service
 	ident   *identity.Service
 	rbac    *rbac.Engine
+	oidc    *oidc.Service
 }
 
-func newAPI(t testing.TB, d store.Dialect) *api {
+func newAPI(t testing.TB, d store.Dialect) *api { return newAPIWithPlatformIdP(t, d, nil) }
+
+// newAPIWithPlatformIdP is newAPI with a platform-wide identity provider.
+func newAPIWithPlatformIdP(t testing.TB, d store.Dialect, platform *oidc.Platform) *api {
 	t.Helper()
 	s := storetest.Open(t, d)
 	key := make([]byte, 32)
@@ -56,10 +61,13 @@ func newAPI(t testing.TB, d store.Dialect) *api {
 	a.ident = identity.New(s, signer, identity.Options{Password: identity.FastPasswordParams, Box: box,
 		UserChanged: func(tenantID string) { a.rbac.Invalidate(tenantID) }})
 	a.rbac = rbac.NewEngine(s, a.ident)
-	srv := httptest.NewServer(NewServer(Deps{Store: s, Tenants: a.tenants, Identity: a.ident, RBAC: a.rbac, BaseDomain: testBaseDomain,
-		PublicURL: "http://tenantgate.test", Version: "test", ServiceTokens: []ServiceToken{{Name: "billing", Token: testServiceToken}}}))
+	var handler http.Handler
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 	t.Cleanup(srv.Close)
 	a.url = srv.URL
+	a.oidc = oidc.New(s, a.ident, a.tenants, box, srv.URL, platform)
+	handler = NewServer(Deps{Store: s, Tenants: a.tenants, Identity: a.ident, RBAC: a.rbac, OIDC: a.oidc, BaseDomain: testBaseDomain,
+		PublicURL: "http://tenantgate.test", Version: "test", ServiceTokens: []ServiceToken{{Name: "billing", Token: testServiceToken}}})
 	return a
 }
 
@@ -201,4 +209,21 @@ func (a *api) countRows(tenantID string) map[string]int64 {
 		return nil
 	}))
 	return out
+}
+
+// newAPIWithPlatformIdPLate builds the API first, so the platform provider
+// can be told our callback URL before it is configured.
+func newAPIWithPlatformIdPLate(t *testing.T, mk func(callback string) *oidc.Platform) *api {
+	t.Helper()
+	a := newAPI(t, store.SQLite)
+	p := mk(a.url + "/api/v1/auth/oidc/callback")
+	a.oidc.SetPlatform(p)
+	return a
+}
+
+func jsonInto(raw []byte, v any) error {
+	if len(raw) == 0 || raw[0] != '{' {
+		return nil
+	}
+	return json.Unmarshal(raw, v)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/tenantgate/tenantgate/internal/audit"
 	"github.com/tenantgate/tenantgate/internal/errs"
 	"github.com/tenantgate/tenantgate/internal/identity"
+	"github.com/tenantgate/tenantgate/internal/identity/oidc"
 	"github.com/tenantgate/tenantgate/internal/rbac"
 	"github.com/tenantgate/tenantgate/internal/store"
 	"github.com/tenantgate/tenantgate/internal/tenant"
@@ -384,6 +385,11 @@ func (s *server) authenticate(r *http.Request, base *actor.Actor) (*actor.Actor,
 		a.Type, a.ID, a.TenantID, a.KeyID = actor.TypeUser, p.Key.UserID, p.Key.TenantID, p.Key.ID
 		a.Email, a.Username, a.Roles, a.Permissions = p.Email, p.Username, p.Roles, p.Key.Scopes
 		return &a, nil
+	}
+	if s.OIDC != nil {
+		if iss := oidc.PeekIssuer(tok); iss != "" && iss != s.Identity.Signer().Config().Issuer {
+			return s.authenticateFederated(r, base, tok)
+		}
 	}
 	c, err := s.Identity.Signer().Verify(tok)
 	if err != nil {

@@ -22,6 +22,8 @@ func (s *server) routes() []route {
 		{http.MethodPost, "/api/v1/auth/login", public, "", s.login},
 		{http.MethodPost, "/api/v1/auth/refresh", public, "", s.refresh},
 		{http.MethodPost, "/api/v1/auth/logout", public, "", s.logout},
+		{http.MethodGet, "/api/v1/auth/oidc/{tenant_slug}/login", public, "", s.oidcLogin},
+		{http.MethodGet, "/api/v1/auth/oidc/callback", public, "", s.oidcCallback},
 
 		// The caller's tenant.
 		{http.MethodGet, "/api/v1/tenants/current", tenantScoped, rbac.TenantRead, s.currentTenant},
@@ -46,6 +48,12 @@ func (s *server) routes() []route {
 		// Sessions of the calling user.
 		{http.MethodGet, "/api/v1/sessions", tenantScoped, rbac.SelfRead, s.listSessions},
 		{http.MethodDelete, "/api/v1/sessions/{id}", tenantScoped, rbac.SelfUpdate, s.revokeSession},
+
+		// Single sign-on: the tenant's identity providers.
+		{http.MethodGet, "/api/v1/identity-providers", tenantScoped, rbac.SSOManage, s.listIdPs},
+		{http.MethodPost, "/api/v1/identity-providers", tenantScoped, rbac.SSOManage, s.createIdP},
+		{http.MethodPatch, "/api/v1/identity-providers/{id}", tenantScoped, rbac.SSOManage, s.patchIdP},
+		{http.MethodDelete, "/api/v1/identity-providers/{id}", tenantScoped, rbac.SSOManage, s.deleteIdP},
 
 		// API keys: one's own; api_key:manage sees and revokes every key of the tenant.
 		{http.MethodGet, "/api/v1/api-keys", tenantScoped, rbac.SelfRead, s.listAPIKeys},

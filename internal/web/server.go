@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tenantgate/tenantgate/internal/identity"
+	"github.com/tenantgate/tenantgate/internal/identity/oidc"
 	"github.com/tenantgate/tenantgate/internal/rbac"
 	"github.com/tenantgate/tenantgate/internal/store"
 	"github.com/tenantgate/tenantgate/internal/tenant"
@@ -30,8 +31,9 @@ type Deps struct {
 	Tenants       *tenant.Service
 	Identity      *identity.Service
 	RBAC          *rbac.Engine
-	BaseDomain    string // tenants answer at {slug}.{BaseDomain}
-	PublicURL     string // where clients reach the server; the token issuer
+	OIDC          *oidc.Service // single sign-on; nil when not configured
+	BaseDomain    string        // tenants answer at {slug}.{BaseDomain}
+	PublicURL     string        // where clients reach the server; the token issuer
 	Version       string
 	StartedAt     time.Time
 	Dependencies  map[string]Pinger // extra health dependencies (redis, ...)
