@@ -19,6 +19,7 @@ import (
 	"github.com/tenantgate/tenantgate/internal/identity"
 	"github.com/tenantgate/tenantgate/internal/identity/oidc"
 	"github.com/tenantgate/tenantgate/internal/kv"
+	"github.com/tenantgate/tenantgate/internal/quota"
 	"github.com/tenantgate/tenantgate/internal/rbac"
 	"github.com/tenantgate/tenantgate/internal/secret"
 	"github.com/tenantgate/tenantgate/internal/store"
@@ -196,6 +197,7 @@ type services struct {
 	identity *identity.Service
 	rbac     *rbac.Engine
 	oidc     *oidc.Service
+	quota    *quota.Service
 	kv       kv.Store
 	close    func()
 }
@@ -223,13 +225,18 @@ func buildServices(ctx context.Context, cfg config, s *store.Store, log *slog.Lo
 		AccessTTL: cfg.AccessTTL, RefreshTTL: cfg.RefreshTTL})
 	tcfg := tenant.DefaultConfig
 	tcfg.TrialDays, tcfg.PurgeDelay = cfg.TrialDays, cfg.PurgeDelay
+	quotas := quota.New(s)
+	quotas.RegisterCounter("users", identity.CountUsersTx)
+	quotas.RegisterCounter("apiKeys", identity.CountAPIKeysTx)
+	quotas.RegisterCounter("roles", rbac.CountCustomRolesTx)
+	tcfg.PlanExists = quotas.PlanExists
 	var engine *rbac.Engine
-	ident := identity.New(s, signer, identity.Options{Password: passwordParams(cfg), Box: box, KV: shared,
+	ident := identity.New(s, signer, identity.Options{Password: passwordParams(cfg), Box: box, KV: shared, Quota: quotas,
 		UserChanged: func(tenantID string) { engine.Invalidate(tenantID) }})
-	engine = rbac.NewEngine(s, ident)
+	engine = rbac.NewEngine(s, ident, quotas)
 	tenants := tenant.New(s, tcfg, log)
 	fed := oidc.New(s, ident, tenants, box, publicURL, cfg.OIDC)
-	return &services{store: s, tenants: tenants, kv: shared, close: closeFn, identity: ident, rbac: engine, oidc: fed}, nil
+	return &services{store: s, tenants: tenants, kv: shared, close: closeFn, identity: ident, rbac: engine, oidc: fed, quota: quotas}, nil
 }
 
 func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Writer) error {
@@ -284,7 +291,7 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 	if cfg.RedisURL != "" {
 		deps["redis"] = svc.kv
 	}
-	handler := web.NewServer(web.Deps{Log: log, Store: s, Tenants: svc.tenants, Identity: svc.identity, RBAC: svc.rbac, OIDC: svc.oidc,
+	handler := web.NewServer(web.Deps{Log: log, Store: s, Tenants: svc.tenants, Identity: svc.identity, RBAC: svc.rbac, OIDC: svc.oidc, Quota: svc.quota,
 		BaseDomain: cfg.BaseDomain, PublicURL: publicURL, Version: version, StartedAt: time.Now(), Dependencies: deps,
 		ServiceTokens: cfg.ServiceTokens})
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,

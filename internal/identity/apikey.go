@@ -209,6 +209,9 @@ func (s *Service) CreateAPIKey(ctx context.Context, in NewAPIKey) (*APIKey, stri
 		k.ExpiresAt = &e
 	}
 	err = s.store.Tx(ctx, func(tx *gorm.DB) error {
+		if err := s.quota.Reserve(ctx, tx, "apiKeys"); err != nil {
+			return err
+		}
 		if err := tx.Create(k).Error; err != nil {
 			return errs.Internal(err, "store the key")
 		}

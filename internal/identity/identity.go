@@ -32,7 +32,18 @@ type Service struct {
 	keys      keyCache
 	revoked   revocations
 	changed   func(tenantID string) // told when a user's roles or status change
+	quota     Reserver
 }
+
+// Reserver checks, inside a creating transaction, that one more of a
+// countable resource fits the tenant's plan (the quota service).
+type Reserver interface {
+	Reserve(ctx context.Context, tx *gorm.DB, resource string) error
+}
+
+type noQuota struct{}
+
+func (noQuota) Reserve(context.Context, *gorm.DB, string) error { return nil }
 
 // Options configure the service.
 type Options struct {
@@ -43,6 +54,8 @@ type Options struct {
 	// UserChanged is called after a user's roles or status change (the RBAC
 	// engine drops its cached decisions for the tenant).
 	UserChanged func(tenantID string)
+	// Quota reserves users and API keys at creation (default: unlimited).
+	Quota Reserver
 }
 
 // Lockout is the login backoff policy: after AccountAfter failures for one
@@ -77,8 +90,11 @@ func New(s *store.Store, signer *Signer, o Options) *Service {
 	if o.UserChanged == nil {
 		o.UserChanged = func(string) {}
 	}
+	if o.Quota == nil {
+		o.Quota = noQuota{}
+	}
 	return &Service{store: s, signer: signer, pw: o.Password, box: o.Box, kv: o.KV, lockout: o.Lockout,
-		now: func() time.Time { return time.Now().UTC() }, dummyHash: dummy, changed: o.UserChanged}
+		now: func() time.Time { return time.Now().UTC() }, dummyHash: dummy, changed: o.UserChanged, quota: o.Quota}
 }
 
 // Signer returns the token signer.
@@ -317,4 +333,18 @@ func (s *Service) FindUser(ctx context.Context, userID string) (*User, error) {
 		return err
 	})
 	return u, err
+}
+
+// CountUsersTx counts the tenant's users that take a seat (all but deleted).
+func CountUsersTx(tx *gorm.DB) (int64, error) {
+	var n int64
+	err := tx.Model(&User{}).Where("status <> ?", StatusDeleted).Count(&n).Error
+	return n, err
+}
+
+// CountAPIKeysTx counts the tenant's unrevoked API keys.
+func CountAPIKeysTx(tx *gorm.DB) (int64, error) {
+	var n int64
+	err := tx.Model(&APIKey{}).Where("revoked_at IS NULL").Count(&n).Error
+	return n, err
 }

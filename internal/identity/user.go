@@ -227,6 +227,9 @@ func (s *Service) CreateUserTx(ctx context.Context, tx *gorm.DB, in NewUser) (*U
 	if err := s.uniqueUser(tx, u, ""); err != nil {
 		return nil, err
 	}
+	if err := s.quota.Reserve(ctx, tx, "users"); err != nil {
+		return nil, err
+	}
 	if err := tx.Create(u).Error; err != nil {
 		if store.IsUniqueViolation(err) {
 			return nil, errs.Conflict(errs.CodeUserAlreadyExists, "a user with this email or username already exists in this tenant")
@@ -627,6 +630,9 @@ func (s *Service) CreateFederatedUserTx(ctx context.Context, tx *gorm.DB, email,
 			break
 		}
 		u.Username = truncate(usernameFromEmail(email), 56) + "-" + uuid.NewString()[:6]
+	}
+	if err := s.quota.Reserve(ctx, tx, "users"); err != nil {
+		return nil, err
 	}
 	if err := tx.Create(u).Error; err != nil {
 		if store.IsUniqueViolation(err) {

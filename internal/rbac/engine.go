@@ -112,10 +112,16 @@ type UserDirectory interface {
 	PermanentRoles(ctx context.Context, userID string) (roles []string, active bool, err error)
 }
 
+// Reserver checks that one more custom role fits the tenant's plan.
+type Reserver interface {
+	Reserve(ctx context.Context, tx *gorm.DB, resource string) error
+}
+
 // Engine evaluates permissions and manages roles and assignments.
 type Engine struct {
 	store *store.Store
 	users UserDirectory
+	quota Reserver // may be nil: unlimited
 	now   func() time.Time
 	ttl   time.Duration
 
@@ -181,9 +187,9 @@ type effectiveGrant struct {
 // (changes made through another process are seen within it).
 const CacheTTL = 10 * time.Second
 
-// NewEngine builds the engine.
-func NewEngine(s *store.Store, users UserDirectory) *Engine {
-	return &Engine{store: s, users: users, now: func() time.Time { return time.Now().UTC() }, ttl: CacheTTL,
+// NewEngine builds the engine; quota may be nil (no limit on custom roles).
+func NewEngine(s *store.Store, users UserDirectory, quota Reserver) *Engine {
+	return &Engine{store: s, users: users, quota: quota, now: func() time.Time { return time.Now().UTC() }, ttl: CacheTTL,
 		version: map[string]uint64{}, cache: map[string]*effectiveEntry{}}
 }
 
@@ -562,6 +568,11 @@ func (e *Engine) SaveRole(ctx context.Context, id string, in NewRole) (*RoleReco
 		r.IsActive = in.IsActive == nil || *in.IsActive
 		var err error
 		if id == "" {
+			if e.quota != nil {
+				if err := e.quota.Reserve(ctx, tx, "roles"); err != nil {
+					return err
+				}
+			}
 			err = tx.Create(r).Error
 		} else {
 			err = tx.Select("*").Omit("tenant_id", "id", "created_at").Updates(r).Error
@@ -779,4 +790,11 @@ func (e *Engine) Assignments(ctx context.Context, userID string) ([]Assignment, 
 		out = append(out, a)
 	}
 	return out, nil
+}
+
+// CountCustomRolesTx counts the tenant's custom roles.
+func CountCustomRolesTx(tx *gorm.DB) (int64, error) {
+	var n int64
+	err := tx.Model(&RoleRecord{}).Count(&n).Error
+	return n, err
 }

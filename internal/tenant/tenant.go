@@ -122,6 +122,8 @@ type Config struct {
 	PurgeDelay time.Duration // how long a deleted tenant can be restored
 	AliasTTL   time.Duration // how long an old slug keeps answering after a rename
 	CacheTTL   time.Duration // how long a resolved tenant is cached
+	// PlanExists checks a plan name against the catalogue (default: Plans).
+	PlanExists func(ctx context.Context, name string) bool
 }
 
 // DefaultConfig is 14-day trials, 30 days to restore, 30-day aliases, 5 s cache.
@@ -147,6 +149,9 @@ type cached struct {
 func New(s *store.Store, cfg Config, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.PlanExists == nil {
+		cfg.PlanExists = func(_ context.Context, name string) bool { return slices.Contains(Plans, name) }
 	}
 	return &Service{store: s, cfg: cfg, log: log, now: func() time.Time { return time.Now().UTC() }, cache: map[string]cached{}}
 }
@@ -197,6 +202,9 @@ func (s *Service) cachePut(t *Tenant, keys ...string) {
 		s.cache[k] = cached{t: &cp, exp: s.now().Add(s.cfg.CacheTTL)}
 	}
 }
+
+// Forget drops a tenant's cached entries (after another package changed it).
+func (s *Service) Forget(id string) { s.forget(id) }
 
 // forget drops every cached entry of a tenant after it changed.
 func (s *Service) forget(id string) {
@@ -346,8 +354,8 @@ func (s *Service) Create(ctx context.Context, in Signup, provision Provision) (*
 	if in.Plan == "" {
 		in.Plan = "free"
 	}
-	if !slices.Contains(Plans, in.Plan) {
-		f.Add("plan", "must be one of "+strings.Join(Plans, ", "))
+	if !s.cfg.PlanExists(ctx, in.Plan) {
+		f.Add("plan", "is not in the plan catalogue (GET /api/v1/plans)")
 	}
 	if err := f.Err(); err != nil {
 		return nil, err
@@ -453,7 +461,7 @@ var (
 	colorRe    = regexp.MustCompile(`^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$`)
 )
 
-func (p *Patch) apply(t *Tenant, f errs.Fields, operator bool) {
+func (p *Patch) apply(ctx context.Context, s *Service, t *Tenant, f errs.Fields, operator bool) {
 	if p.Name != nil {
 		n := strings.TrimSpace(*p.Name)
 		if n == "" || len(n) > 100 {
@@ -476,8 +484,8 @@ func (p *Patch) apply(t *Tenant, f errs.Fields, operator bool) {
 		t.ExternalOrgID = emptyNil(*p.ExternalOrgID)
 	}
 	if p.Plan != nil {
-		if !slices.Contains(Plans, *p.Plan) {
-			f.Add("plan", "must be one of "+strings.Join(Plans, ", "))
+		if !s.cfg.PlanExists(ctx, *p.Plan) {
+			f.Add("plan", "is not in the plan catalogue")
 		}
 		t.Plan = *p.Plan
 	}
@@ -585,7 +593,7 @@ func (s *Service) Update(ctx context.Context, id string, p Patch, operator bool)
 		}
 		before := *t
 		f := errs.Fields{}
-		p.apply(t, f, operator)
+		p.apply(ctx, s, t, f, operator)
 		newSlug := ""
 		if p.Slug != nil && operator {
 			newSlug = strings.ToLower(strings.TrimSpace(*p.Slug))
@@ -731,8 +739,8 @@ func (s *Service) List(ctx context.Context, f Filter, p store.Page) ([]Tenant, *
 	if f.Status != "" && !slices.Contains(Statuses(), f.Status) {
 		bad.Add("status", "must be one of "+strings.Join(Statuses(), ", "))
 	}
-	if f.Plan != "" && !slices.Contains(Plans, f.Plan) {
-		bad.Add("plan", "must be one of "+strings.Join(Plans, ", "))
+	if f.Plan != "" && !s.cfg.PlanExists(ctx, f.Plan) {
+		bad.Add("plan", "is not in the plan catalogue")
 	}
 	if len(f.Query) > 100 {
 		bad.Add("q", "must be at most 100 characters")

@@ -17,6 +17,7 @@ import (
 	"github.com/tenantgate/tenantgate/internal/actor"
 	"github.com/tenantgate/tenantgate/internal/identity"
 	"github.com/tenantgate/tenantgate/internal/identity/oidc"
+	"github.com/tenantgate/tenantgate/internal/quota"
 	"github.com/tenantgate/tenantgate/internal/rbac"
 	"github.com/tenantgate/tenantgate/internal/secret"
 	"github.com/tenantgate/tenantgate/internal/store"
@@ -38,6 +39,7 @@ type api struct {
 	ident   *identity.Service
 	rbac    *rbac.Engine
 	oidc    *oidc.Service
+	quota   *quota.Service
 }
 
 func newAPI(t testing.TB, d store.Dialect) *api { return newAPIWithPlatformIdP(t, d, nil) }
@@ -57,16 +59,21 @@ func newAPIWithPlatformIdP(t testing.TB, d store.Dialect, platform *oidc.Platfor
 		AccessTTL: 15 * time.Minute, RefreshTTL: time.Hour})
 	cfg := tenant.DefaultConfig
 	cfg.CacheTTL = 0 // every request sees the latest state
-	a := &api{t: t, store: s, tenants: tenant.New(s, cfg, nil)}
-	a.ident = identity.New(s, signer, identity.Options{Password: identity.FastPasswordParams, Box: box,
+	q := quota.New(s)
+	q.RegisterCounter("users", identity.CountUsersTx)
+	q.RegisterCounter("apiKeys", identity.CountAPIKeysTx)
+	q.RegisterCounter("roles", rbac.CountCustomRolesTx)
+	cfg.PlanExists = q.PlanExists
+	a := &api{t: t, store: s, tenants: tenant.New(s, cfg, nil), quota: q}
+	a.ident = identity.New(s, signer, identity.Options{Password: identity.FastPasswordParams, Box: box, Quota: q,
 		UserChanged: func(tenantID string) { a.rbac.Invalidate(tenantID) }})
-	a.rbac = rbac.NewEngine(s, a.ident)
+	a.rbac = rbac.NewEngine(s, a.ident, q)
 	var handler http.Handler
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 	t.Cleanup(srv.Close)
 	a.url = srv.URL
 	a.oidc = oidc.New(s, a.ident, a.tenants, box, srv.URL, platform)
-	handler = NewServer(Deps{Store: s, Tenants: a.tenants, Identity: a.ident, RBAC: a.rbac, OIDC: a.oidc, BaseDomain: testBaseDomain,
+	handler = NewServer(Deps{Store: s, Tenants: a.tenants, Identity: a.ident, RBAC: a.rbac, OIDC: a.oidc, Quota: a.quota, BaseDomain: testBaseDomain,
 		PublicURL: "http://tenantgate.test", Version: "test", ServiceTokens: []ServiceToken{{Name: "billing", Token: testServiceToken}}})
 	return a
 }
@@ -169,7 +176,7 @@ func (a *api) signup(slug string) org {
 	a.t.Helper()
 	o := org{Slug: slug, OwnerEmail: "owner@" + slug + ".test", UserEmail: "member@" + slug + ".test"}
 	r := a.want(a.do("POST", "/api/v1/tenants/signup", "", map[string]any{"slug": slug, "name": strings.ToUpper(slug),
-		"ownerEmail": o.OwnerEmail, "ownerPassword": pw, "ownerName": "Owner Person"}, nil), 201, "")
+		"ownerEmail": o.OwnerEmail, "ownerPassword": pw, "ownerName": "Owner Person", "plan": "pro"}, nil), 201, "")
 	o.ID, o.OwnerID = r.str("tenant", "id"), r.str("user", "id")
 	o.OwnerToken, o.OwnerRefresh = r.str("tokens", "accessToken"), r.str("tokens", "refreshToken")
 	u := a.want(a.do("POST", "/api/v1/users", o.OwnerToken, map[string]any{"email": o.UserEmail, "password": pw, "firstName": "Mem"}, nil), 201, "")

@@ -101,7 +101,7 @@ func BenchmarkAPIKeyAuth(b *testing.B) {
 	a := newAPI(b, store.SQLite)
 	x := a.signup("benchkeys")
 	key := a.want(a.do("POST", "/api/v1/api-keys", x.OwnerToken, map[string]any{"name": "bench"}, nil), 201, "").str("secret")
-	h := NewServer(Deps{Store: a.store, Tenants: tenant.New(a.store, tenant.DefaultConfig, nil), Identity: a.ident, RBAC: a.rbac, PublicURL: "http://tenantgate.test"})
+	h := NewServer(Deps{Store: a.store, Tenants: tenant.New(a.store, tenant.DefaultConfig, nil), Identity: a.ident, RBAC: a.rbac, Quota: a.quota, PublicURL: "http://tenantgate.test"})
 	req := httptest.NewRequest(http.MethodGet, "/api/v1/tenants/current", nil)
 	req.Header.Set("Authorization", "Bearer "+key)
 	b.ReportAllocs()

@@ -18,7 +18,7 @@ func BenchmarkPipeline(b *testing.B) {
 	x := a.signup("bench")
 	// The production tenant cache (the test API turns it off).
 	cached := tenant.New(a.store, tenant.DefaultConfig, nil)
-	h := NewServer(Deps{Store: a.store, Tenants: cached, Identity: a.ident, RBAC: a.rbac, BaseDomain: testBaseDomain, PublicURL: "http://tenantgate.test"})
+	h := NewServer(Deps{Store: a.store, Tenants: cached, Identity: a.ident, RBAC: a.rbac, Quota: a.quota, BaseDomain: testBaseDomain, PublicURL: "http://tenantgate.test"})
 	req := httptest.NewRequest(http.MethodGet, "/api/v1/tenants/current", nil)
 	req.Header.Set("Authorization", "Bearer "+x.UserToken)
 	req.Header.Set("X-Tenant-Slug", "bench")
@@ -41,7 +41,7 @@ func BenchmarkListUsers(b *testing.B) {
 	for i := 0; i < 48; i++ {
 		a.do("POST", "/api/v1/users", x.OwnerToken, map[string]any{"email": "u" + string(rune('a'+i%26)) + string(rune('a'+i/26)) + "@b.test", "password": pw}, nil)
 	}
-	h := NewServer(Deps{Store: a.store, Tenants: tenant.New(a.store, tenant.DefaultConfig, nil), Identity: a.ident, RBAC: a.rbac, PublicURL: "http://tenantgate.test"})
+	h := NewServer(Deps{Store: a.store, Tenants: tenant.New(a.store, tenant.DefaultConfig, nil), Identity: a.ident, RBAC: a.rbac, Quota: a.quota, PublicURL: "http://tenantgate.test"})
 	req := httptest.NewRequest(http.MethodGet, "/api/v1/users", nil)
 	req.Header.Set("Authorization", "Bearer "+x.OwnerToken)
 	b.ReportAllocs()
@@ -61,7 +61,7 @@ func BenchmarkAuthzCheckHTTP(b *testing.B) {
 	a := newAPI(b, store.SQLite)
 	x := a.signup("benchcheck")
 	key := a.want(a.do("POST", "/api/v1/api-keys", x.OwnerToken, map[string]any{"name": "bench"}, nil), 201, "").str("secret")
-	h := NewServer(Deps{Store: a.store, Tenants: tenant.New(a.store, tenant.DefaultConfig, nil), Identity: a.ident, RBAC: a.rbac, PublicURL: "http://tenantgate.test"})
+	h := NewServer(Deps{Store: a.store, Tenants: tenant.New(a.store, tenant.DefaultConfig, nil), Identity: a.ident, RBAC: a.rbac, Quota: a.quota, PublicURL: "http://tenantgate.test"})
 	body := `{"userId":"` + x.UserID + `","resource":"user","action":"read"}`
 	b.ReportAllocs()
 	for b.Loop() {

@@ -13,7 +13,7 @@ import (
 func FuzzRequestHeaders(f *testing.F) {
 	a := newAPI(f, store.SQLite)
 	x := a.signup("fuzzhdr")
-	h := NewServer(Deps{Store: a.store, Tenants: a.tenants, Identity: a.ident, RBAC: a.rbac, OIDC: a.oidc, BaseDomain: testBaseDomain,
+	h := NewServer(Deps{Store: a.store, Tenants: a.tenants, Identity: a.ident, RBAC: a.rbac, OIDC: a.oidc, Quota: a.quota, BaseDomain: testBaseDomain,
 		PublicURL: "http://tenantgate.test", ServiceTokens: []ServiceToken{{Name: "billing", Token: testServiceToken}}})
 	for _, seed := range [][5]string{
 		{"Bearer " + x.OwnerToken, "", "", "", "/api/v1/users"},

@@ -538,6 +538,12 @@ func (s *server) adminPatchTenant(w http.ResponseWriter, r *http.Request) error 
 	if err := decodeJSON(r, &in); err != nil {
 		return err
 	}
+	if in.Plan != nil {
+		// An upgrade applies at once; a downgrade that usage exceeds is refused.
+		if err := s.Quota.CheckPlanChange(r.Context(), r.PathValue("id"), *in.Plan); err != nil {
+			return err
+		}
+	}
 	t, err := s.Tenants.Update(r.Context(), r.PathValue("id"), in, true)
 	if err != nil {
 		return err

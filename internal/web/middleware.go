@@ -276,6 +276,17 @@ func (s *server) pipeline(r *http.Request, rt route) (context.Context, error) {
 		}
 	}
 
+	// 6. Plan feature, for tenant principals.
+	if feature := routeFeatures[rt.method+" "+rt.path]; feature != "" && t != nil && a != nil && !a.IsOperator() && s.Quota != nil {
+		e, err := s.Quota.Entitlements(ctx, t.ID)
+		if err != nil {
+			return nil, err
+		}
+		if !e.Features[feature] {
+			return nil, s.Quota.FeatureError(ctx, feature)
+		}
+	}
+
 	// The store scope follows: a tenant's rows, or (operators on platform
 	// routes) every tenant's.
 	if info, ok := ctx.Value(logInfoKey{}).(*logInfo); ok {

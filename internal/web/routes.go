@@ -25,12 +25,16 @@ func (s *server) routes() []route {
 		{http.MethodGet, "/api/v1/auth/oidc/{tenant_slug}/login", public, "", s.oidcLogin},
 		{http.MethodGet, "/api/v1/auth/oidc/callback", public, "", s.oidcCallback},
 
+		// The plan catalogue, public for pricing pages.
+		{http.MethodGet, "/api/v1/plans", public, "", s.listPlans},
+
 		// The caller's tenant.
 		{http.MethodGet, "/api/v1/tenants/current", tenantScoped, rbac.TenantRead, s.currentTenant},
 		{http.MethodPatch, "/api/v1/tenants/current/settings", tenantScoped, rbac.TenantUpdate, s.patchSettings},
 		{http.MethodPatch, "/api/v1/tenants/current/branding", tenantScoped, rbac.TenantUpdate, s.patchBranding},
 		{http.MethodPatch, "/api/v1/tenants/current/compliance", tenantScoped, rbac.TenantUpdate, s.patchCompliance},
 		{http.MethodGet, "/api/v1/tenants/current/usage", tenantScoped, rbac.UsageRead, s.usage},
+		{http.MethodGet, "/api/v1/tenants/current/entitlements", tenantScoped, rbac.TenantRead, s.entitlements},
 
 		// Users of the caller's tenant.
 		{http.MethodGet, "/api/v1/users", tenantScoped, rbac.UserRead, s.listUsers},
@@ -100,5 +104,18 @@ func (s *server) routes() []route {
 		{http.MethodPost, "/api/v1/admin/tenants/{id}/activate", platformOnly, rbac.PlatformTenants, s.adminTransition("activate")},
 		{http.MethodPost, "/api/v1/admin/tenants/{id}/restore", platformOnly, rbac.PlatformTenants, s.adminTransition("restore")},
 		{http.MethodPost, "/api/v1/admin/tenants/{id}/impersonate", platformOnly, rbac.PlatformTenants, s.adminImpersonate},
+		{http.MethodGet, "/api/v1/admin/tenants/{id}/entitlements", platformOnly, rbac.PlatformTenants, s.adminEntitlements},
+		{http.MethodPut, "/api/v1/admin/tenants/{id}/entitlements", platformOnly, rbac.PlatformTenants, s.adminSetOverrides},
+		{http.MethodGet, "/api/v1/admin/plans", platformOnly, rbac.PlatformTenants, s.listPlans},
+		{http.MethodGet, "/api/v1/admin/plans/{name}", platformOnly, rbac.PlatformTenants, s.adminGetPlan},
+		{http.MethodPut, "/api/v1/admin/plans/{name}", platformOnly, rbac.PlatformTenants, s.adminPutPlan},
 	}
+}
+
+// routeFeatures names the plan feature a route needs, checked after the
+// permission for tenant principals (operators are not bound by plans).
+var routeFeatures = map[string]string{
+	"POST /api/v1/api-keys":                 "apiAccess",
+	"POST /api/v1/identity-providers":       "sso",
+	"PATCH /api/v1/identity-providers/{id}": "sso",
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tenantgate/tenantgate/internal/identity"
 	"github.com/tenantgate/tenantgate/internal/identity/oidc"
+	"github.com/tenantgate/tenantgate/internal/quota"
 	"github.com/tenantgate/tenantgate/internal/rbac"
 	"github.com/tenantgate/tenantgate/internal/store"
 	"github.com/tenantgate/tenantgate/internal/tenant"
@@ -32,8 +33,9 @@ type Deps struct {
 	Identity      *identity.Service
 	RBAC          *rbac.Engine
 	OIDC          *oidc.Service // single sign-on; nil when not configured
-	BaseDomain    string        // tenants answer at {slug}.{BaseDomain}
-	PublicURL     string        // where clients reach the server; the token issuer
+	Quota         *quota.Service
+	BaseDomain    string // tenants answer at {slug}.{BaseDomain}
+	PublicURL     string // where clients reach the server; the token issuer
 	Version       string
 	StartedAt     time.Time
 	Dependencies  map[string]Pinger // extra health dependencies (redis, ...)

@@ -1,0 +1,102 @@
+package web
+
+import (
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/tenantgate/tenantgate/internal/store"
+	"github.com/tenantgate/tenantgate/internal/store/storetest"
+)
+
+// TestQuotaReservationIsAtomic: 50 parallel creations at a limit of 10 end
+// with exactly 10 users, on SQLite and PostgreSQL.
+func TestQuotaReservationIsAtomic(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		x := a.signup("crowded") // owner + member: 2 users
+		op := a.operator()
+		a.want(a.do("PUT", "/api/v1/admin/tenants/"+x.ID+"/entitlements", op, map[string]any{"limits": map[string]int64{"users": 10}}, nil), 200, "")
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		codes := map[int]int{}
+		for i := 0; i < 50; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				r := a.do("POST", "/api/v1/users", x.OwnerToken, map[string]any{"email": "p" + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + string(rune('a'+i/26)) + "@crowded.test", "password": pw}, nil)
+				mu.Lock()
+				codes[r.Status]++
+				mu.Unlock()
+				if r.Status != 201 && r.code() != "TENANT_QUOTA_EXCEEDED" {
+					t.Errorf("a parallel create: %d %s", r.Status, r.Raw)
+				}
+			}(i)
+		}
+		wg.Wait()
+		if codes[201] != 8 || codes[403] != 42 {
+			t.Errorf("50 parallel creates at a limit of 10 (2 existing): %v, want 8 created and 42 refused", codes)
+		}
+		e := a.want(a.do("GET", "/api/v1/tenants/current/entitlements", x.OwnerToken, nil, nil), 200, "")
+		users := e.Body["limits"].(map[string]any)["users"].(map[string]any)
+		if users["used"].(float64) != 10 || users["limit"].(float64) != 10 {
+			t.Errorf("entitlements after the race: %s", e.Raw)
+		}
+		r := a.want(a.do("POST", "/api/v1/users", x.OwnerToken, map[string]any{"email": "late@crowded.test", "password": pw}, nil), 403, "TENANT_QUOTA_EXCEEDED")
+		if !strings.Contains(r.Raw, `"limit":"10"`) || !strings.Contains(r.Raw, `"used":"10"`) {
+			t.Errorf("the refusal should name limit and use: %s", r.Raw)
+		}
+	})
+}
+
+func TestPlansAndFeatures(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		op := a.operator()
+		free := a.want(a.do("POST", "/api/v1/tenants/signup", "", map[string]any{"slug": "freebie", "name": "Freebie",
+			"ownerEmail": "o@freebie.test", "ownerPassword": pw}, nil), 201, "")
+		tok, id := free.str("tokens", "accessToken"), free.str("tenant", "id")
+		// The catalogue is public.
+		if n := len(a.want(a.do("GET", "/api/v1/plans", "", nil, nil), 200, "").items()); n != 5 {
+			t.Errorf("%d plans in the catalogue, want 5", n)
+		}
+		// A feature the plan lacks names the plan that has it.
+		r := a.want(a.do("POST", "/api/v1/api-keys", tok, map[string]any{"name": "k"}, nil), 403, "FEATURE_NOT_ENABLED")
+		if !strings.Contains(r.Raw, `"plan":"starter"`) {
+			t.Errorf("feature refusal: %s", r.Raw)
+		}
+		a.want(a.do("POST", "/api/v1/identity-providers", tok, map[string]any{"name": "x"}, nil), 403, "FEATURE_NOT_ENABLED")
+		e := a.want(a.do("GET", "/api/v1/tenants/current/entitlements", tok, nil, nil), 200, "")
+		if e.str("plan") != "free" || e.Body["features"].(map[string]any)["sso"] != false {
+			t.Errorf("entitlements: %s", e.Raw)
+		}
+		// Upgrade applies at once.
+		a.want(a.do("PATCH", "/api/v1/admin/tenants/"+id, op, map[string]any{"plan": "starter"}, nil), 200, "")
+		a.want(a.do("POST", "/api/v1/api-keys", tok, map[string]any{"name": "k1"}, nil), 201, "")
+		// A downgrade that usage exceeds is refused, naming the limit.
+		r = a.want(a.do("PATCH", "/api/v1/admin/tenants/"+id, op, map[string]any{"plan": "free"}, nil), 409, "PLAN_DOWNGRADE_EXCEEDS_USAGE")
+		if !strings.Contains(r.Raw, `"apiKeys":"1 in use, the free plan allows 0"`) {
+			t.Errorf("downgrade refusal: %s", r.Raw)
+		}
+		a.want(a.do("PATCH", "/api/v1/admin/tenants/"+id, op, map[string]any{"plan": "nonexistent"}, nil), 400, "INVALID_REQUEST")
+		// Overrides beat the plan: more keys for this tenant only.
+		a.want(a.do("PUT", "/api/v1/admin/tenants/"+id+"/entitlements", op, map[string]any{"limits": map[string]int64{"apiKeys": 1},
+			"features": map[string]bool{"sso": true}}, nil), 200, "")
+		a.want(a.do("POST", "/api/v1/api-keys", tok, map[string]any{"name": "k2"}, nil), 403, "TENANT_QUOTA_EXCEEDED")
+		a.want(a.do("PUT", "/api/v1/admin/tenants/"+id+"/entitlements", op, map[string]any{"limits": map[string]int64{"apiKeys": -5}}, nil), 400, "INVALID_REQUEST")
+		// Operators edit plans.
+		p := a.want(a.do("GET", "/api/v1/admin/plans/free", op, nil, nil), 200, "")
+		if p.str("isolation") != "shared" {
+			t.Errorf("free plan: %s", p.Raw)
+		}
+		a.want(a.do("PUT", "/api/v1/admin/plans/free", op, map[string]any{"displayName": "Free", "isolation": "shared",
+			"features": map[string]bool{"apiAccess": true}, "limits": map[string]int64{"users": 5, "apiKeys": 3}}, nil), 200, "")
+		a.want(a.do("PUT", "/api/v1/admin/plans/free", op, map[string]any{"displayName": "Free", "isolation": "moon"}, nil), 400, "INVALID_REQUEST")
+		a.want(a.do("PUT", "/api/v1/admin/plans/free", tok, map[string]any{"displayName": "x"}, nil), 403, "PERMISSION_DENIED")
+		a.want(a.do("GET", "/api/v1/admin/plans/nope", op, nil, nil), 404, "PLAN_NOT_FOUND")
+		// Custom roles count too.
+		a.want(a.do("PUT", "/api/v1/admin/tenants/"+id+"/entitlements", op, map[string]any{"limits": map[string]int64{"roles": 1}}, nil), 200, "")
+		a.want(a.do("POST", "/api/v1/roles", tok, map[string]any{"name": "one"}, nil), 201, "")
+		a.want(a.do("POST", "/api/v1/roles", tok, map[string]any{"name": "two"}, nil), 403, "TENANT_QUOTA_EXCEEDED")
+	})
+}
