@@ -34,6 +34,9 @@ type config struct {
 	PasswordProfile string // "default" or "fast" (tests only)
 	ServiceTokens   []web.ServiceToken
 	OIDC            *oidc.Platform
+	// Rate limits.
+	RateLimitFailOpen bool
+	AuthRatePerMinute int
 }
 
 // envDoc documents every variable; --help prints it.
@@ -54,6 +57,8 @@ var envDoc = [][2]string{
 	{"TENANTGATE_PURGE_DELAY", "how long a deleted tenant can be restored before its data is purged (default 720h)"},
 	{"TENANTGATE_TRIAL_DAYS", "trial length of a new tenant in days (default 14)"},
 	{"TENANTGATE_SERVICE_TOKENS", "credentials of the service API (/internal/*): name=token,name2=token2 (tokens of 32+ characters)"},
+	{"TENANTGATE_RATE_LIMIT_FAIL_OPEN", "when Redis is down: true (default) admits requests unlimited, false refuses them"},
+	{"TENANTGATE_AUTH_RATE_PER_MINUTE", "sign-up, login and refresh requests a minute per client address (default 30; 0 for none)"},
 	{"TENANTGATE_OIDC_ISSUER", "platform-wide OpenID Connect provider (Zitadel style), e.g. https://acme.zitadel.cloud"},
 	{"TENANTGATE_OIDC_CLIENT_ID", "… its client id"},
 	{"TENANTGATE_OIDC_CLIENT_SECRET", "… its client secret"},
@@ -113,6 +118,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 				break
 			}
 			c.ServiceTokens = append(c.ServiceTokens, web.ServiceToken{Name: name, Token: tok})
+		}
+	}
+	c.RateLimitFailOpen = getenv("TENANTGATE_RATE_LIMIT_FAIL_OPEN") != "false"
+	c.AuthRatePerMinute = 30
+	if v := getenv("TENANTGATE_AUTH_RATE_PER_MINUTE"); v != "" {
+		if _, err := fmt.Sscanf(v, "%d", &c.AuthRatePerMinute); err != nil || c.AuthRatePerMinute < 0 {
+			problems = append(problems, fmt.Sprintf("TENANTGATE_AUTH_RATE_PER_MINUTE=%q is not a whole number", v))
 		}
 	}
 	if iss := getenv("TENANTGATE_OIDC_ISSUER"); iss != "" {

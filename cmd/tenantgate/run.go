@@ -198,6 +198,7 @@ type services struct {
 	rbac     *rbac.Engine
 	oidc     *oidc.Service
 	quota    *quota.Service
+	limiter  *quota.Guarded
 	kv       kv.Store
 	close    func()
 }
@@ -208,6 +209,7 @@ func buildServices(ctx context.Context, cfg config, s *store.Store, log *slog.Lo
 		return nil, err
 	}
 	var shared kv.Store = kv.NewMemory()
+	var limiter quota.RateLimiter = quota.NewMemoryLimiter()
 	closeFn := func() {}
 	if cfg.RedisURL != "" {
 		opts, err := redis.ParseURL(cfg.RedisURL)
@@ -215,7 +217,7 @@ func buildServices(ctx context.Context, cfg config, s *store.Store, log *slog.Lo
 			return nil, fmt.Errorf("TENANTGATE_REDIS_URL: %w", err)
 		}
 		rdb := redis.NewClient(opts)
-		shared, closeFn = kv.NewRedis(rdb, "tenantgate:"), func() { rdb.Close() }
+		shared, limiter, closeFn = kv.NewRedis(rdb, "tenantgate:"), quota.NewRedisLimiter(rdb), func() { rdb.Close() }
 	}
 	keys, err := identity.LoadKeys(ctx, s, box)
 	if err != nil {
@@ -236,7 +238,8 @@ func buildServices(ctx context.Context, cfg config, s *store.Store, log *slog.Lo
 	engine = rbac.NewEngine(s, ident, quotas)
 	tenants := tenant.New(s, tcfg, log)
 	fed := oidc.New(s, ident, tenants, box, publicURL, cfg.OIDC)
-	return &services{store: s, tenants: tenants, kv: shared, close: closeFn, identity: ident, rbac: engine, oidc: fed, quota: quotas}, nil
+	return &services{store: s, tenants: tenants, kv: shared, close: closeFn, identity: ident, rbac: engine, oidc: fed, quota: quotas,
+		limiter: quota.NewGuarded(limiter, cfg.RateLimitFailOpen, log)}, nil
 }
 
 func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Writer) error {
@@ -291,7 +294,7 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 	if cfg.RedisURL != "" {
 		deps["redis"] = svc.kv
 	}
-	handler := web.NewServer(web.Deps{Log: log, Store: s, Tenants: svc.tenants, Identity: svc.identity, RBAC: svc.rbac, OIDC: svc.oidc, Quota: svc.quota,
+	handler := web.NewServer(web.Deps{Log: log, Store: s, Tenants: svc.tenants, Identity: svc.identity, RBAC: svc.rbac, OIDC: svc.oidc, Quota: svc.quota, Limiter: svc.limiter, AuthRatePerMinute: cfg.AuthRatePerMinute,
 		BaseDomain: cfg.BaseDomain, PublicURL: publicURL, Version: version, StartedAt: time.Now(), Dependencies: deps,
 		ServiceTokens: cfg.ServiceTokens})
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,

@@ -27,6 +27,7 @@ type Actor struct {
 	SessionID      string
 	TokenID        string // jti
 	KeyID          string // set when the caller used an API key: Permissions are then its scopes
+	KeyRate        int    // the key's own requests per minute (0: none)
 	MFA            bool   // the session was started with a second factor
 	ImpersonatedBy string // the operator acting as this user, if any
 	ReadOnly       bool   // an impersonation that may only read

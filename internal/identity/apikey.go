@@ -35,6 +35,7 @@ type APIKey struct {
 	IPAllowlist   []string   `gorm:"serializer:json" json:"ipAllowlist"`
 	AllowedModels []string   `gorm:"serializer:json" json:"allowedModels"`
 	BudgetMicros  *int64     `json:"-"`
+	RateLimit     *int       `gorm:"column:rate_limit_per_minute" json:"rateLimitPerMinute"`
 	Budget        *string    `gorm:"-" json:"budget"`
 	ExpiresAt     *time.Time `json:"expiresAt"`
 	LastUsedAt    *time.Time `json:"lastUsedAt"`
@@ -68,8 +69,9 @@ type NewAPIKey struct {
 	Scopes        []string   `json:"scopes"`    // default: every permission the creator holds
 	ExpiresAt     *time.Time `json:"expiresAt"` // default: never
 	IPAllowlist   []string   `json:"ipAllowlist"`
-	AllowedModels []string   `json:"allowedModels"` // for the AI gateway; empty: all the tenant may use
-	Budget        *string    `json:"budget"`        // for the AI gateway, e.g. "25.00"; null: no per-key budget
+	AllowedModels []string   `json:"allowedModels"`      // for the AI gateway; empty: all the tenant may use
+	Budget        *string    `json:"budget"`             // for the AI gateway, e.g. "25.00"; null: no per-key budget
+	RateLimit     *int       `json:"rateLimitPerMinute"` // this key's own request rate; null: the tenant's
 }
 
 // API keys read "tg_" + base64url(32 random bytes ‖ the 16-byte tenant id):
@@ -194,6 +196,9 @@ func (s *Service) CreateAPIKey(ctx context.Context, in NewAPIKey) (*APIKey, stri
 		v := int64(m)
 		budget = &v
 	}
+	if in.RateLimit != nil && (*in.RateLimit < 1 || *in.RateLimit > 1_000_000) {
+		f.Add("rateLimitPerMinute", "must be from 1 to 1000000, or null")
+	}
 	if err := f.Err(); err != nil {
 		return nil, "", err
 	}
@@ -203,7 +208,7 @@ func (s *Service) CreateAPIKey(ctx context.Context, in NewAPIKey) (*APIKey, stri
 		return nil, "", errs.Internal(err, "make the key")
 	}
 	k := &APIKey{ID: uuid.Must(uuid.NewV7()).String(), UserID: a.ID, Name: in.Name, Prefix: sec[:11], SecretHash: secret.Hash(sec),
-		Scopes: clean, IPAllowlist: cidrs, AllowedModels: models, BudgetMicros: budget, CreatedAt: now}
+		Scopes: clean, IPAllowlist: cidrs, AllowedModels: models, BudgetMicros: budget, RateLimit: in.RateLimit, CreatedAt: now}
 	if in.ExpiresAt != nil {
 		e := in.ExpiresAt.UTC()
 		k.ExpiresAt = &e

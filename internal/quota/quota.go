@@ -96,6 +96,42 @@ type Service struct {
 	// counters count the current use of countable resources, registered by
 	// the packages that own them (users by identity, roles by rbac, …).
 	counters map[string]func(tx *gorm.DB) (int64, error)
+	ents     map[string]cachedEnt // tenant id → entitlements, for the hot path
+}
+
+type cachedEnt struct {
+	e   *Entitlements
+	exp time.Time
+}
+
+// Invalidate drops a tenant's cached entitlements (after its plan changed).
+func (s *Service) Invalidate(tenantID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.ents, tenantID)
+}
+
+// Cached returns a tenant's entitlements from a cache that lives
+// PlanCacheTTL, for the request path (the rate limiter reads it per request).
+func (s *Service) Cached(ctx context.Context, tenantID string) (*Entitlements, error) {
+	now := s.now()
+	s.mu.Lock()
+	if c, ok := s.ents[tenantID]; ok && now.Before(c.exp) {
+		s.mu.Unlock()
+		return c.e, nil
+	}
+	s.mu.Unlock()
+	e, err := s.Entitlements(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if len(s.ents) > 100000 {
+		clear(s.ents)
+	}
+	s.ents[tenantID] = cachedEnt{e: e, exp: now.Add(PlanCacheTTL)}
+	s.mu.Unlock()
+	return e, nil
 }
 
 // PlanCacheTTL is how long the catalogue is cached; edits on this process
@@ -104,7 +140,8 @@ const PlanCacheTTL = 10 * time.Second
 
 // New builds the service.
 func New(s *store.Store) *Service {
-	return &Service{store: s, now: func() time.Time { return time.Now().UTC() }, counters: map[string]func(*gorm.DB) (int64, error){}}
+	return &Service{store: s, now: func() time.Time { return time.Now().UTC() }, counters: map[string]func(*gorm.DB) (int64, error){},
+		ents: map[string]cachedEnt{}}
 }
 
 // RegisterCounter says how to count a countable resource inside a tenant's
@@ -228,6 +265,7 @@ func (s *Service) SavePlan(ctx context.Context, p Plan) (*Plan, error) {
 	})
 	s.mu.Lock()
 	s.plans = nil
+	clear(s.ents)
 	s.mu.Unlock()
 	if err != nil {
 		return nil, errs.Internal(err, "save the plan")
@@ -296,6 +334,7 @@ func (s *Service) SetOverrides(ctx context.Context, tenantID string, o Overrides
 		return audit.Record(ctx, tx, audit.Entry{TenantID: tenantID, EventType: "tenant.entitlements_overridden", Resource: "tenant",
 			ResourceID: tenantID, Action: "update", Before: before, After: o})
 	})
+	s.Invalidate(tenantID)
 	if err != nil {
 		if _, ok := errs.As(err); ok {
 			return nil, err

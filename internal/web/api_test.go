@@ -73,7 +73,8 @@ func newAPIWithPlatformIdP(t testing.TB, d store.Dialect, platform *oidc.Platfor
 	t.Cleanup(srv.Close)
 	a.url = srv.URL
 	a.oidc = oidc.New(s, a.ident, a.tenants, box, srv.URL, platform)
-	handler = NewServer(Deps{Store: s, Tenants: a.tenants, Identity: a.ident, RBAC: a.rbac, OIDC: a.oidc, Quota: a.quota, BaseDomain: testBaseDomain,
+	handler = NewServer(Deps{Store: s, Tenants: a.tenants, Identity: a.ident, RBAC: a.rbac, OIDC: a.oidc, Quota: a.quota,
+		Limiter: quota.NewMemoryLimiter(), BaseDomain: testBaseDomain,
 		PublicURL: "http://tenantgate.test", Version: "test", ServiceTokens: []ServiceToken{{Name: "billing", Token: testServiceToken}}})
 	return a
 }
@@ -233,4 +234,11 @@ func jsonInto(raw []byte, v any) error {
 		return nil
 	}
 	return json.Unmarshal(raw, v)
+}
+
+func stringsReader(s string) io.Reader { return strings.NewReader(s) }
+
+func jsonDecode(res *http.Response, v any) error {
+	defer res.Body.Close()
+	return json.NewDecoder(res.Body).Decode(v)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/tenantgate/tenantgate/internal/audit"
 	"github.com/tenantgate/tenantgate/internal/errs"
 	"github.com/tenantgate/tenantgate/internal/identity"
+	"github.com/tenantgate/tenantgate/internal/quota"
 	"github.com/tenantgate/tenantgate/internal/rbac"
 	"github.com/tenantgate/tenantgate/internal/store"
 	"github.com/tenantgate/tenantgate/internal/tenant"
@@ -53,6 +54,12 @@ func (s *server) health(w http.ResponseWriter, r *http.Request) error {
 	check("database", s.Store)
 	for name, p := range s.Dependencies {
 		check(name, p)
+	}
+	if g, ok := s.Limiter.(*quota.Guarded); ok {
+		deps["rateLimiter"] = g.Status()
+		if deps["rateLimiter"] != "healthy" && status == "healthy" {
+			status = "degraded"
+		}
 	}
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
@@ -543,6 +550,7 @@ func (s *server) adminPatchTenant(w http.ResponseWriter, r *http.Request) error 
 		if err := s.Quota.CheckPlanChange(r.Context(), r.PathValue("id"), *in.Plan); err != nil {
 			return err
 		}
+		defer s.Quota.Invalidate(r.PathValue("id"))
 	}
 	t, err := s.Tenants.Update(r.Context(), r.PathValue("id"), in, true)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -158,7 +159,7 @@ type route struct {
 // resolution, the tenant gate, the permission check, then the handler.
 func (s *server) handle(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, err := s.pipeline(r, rt)
+		ctx, err := s.pipeline(w, r, rt)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -177,12 +178,19 @@ func clientIP(r *http.Request) string {
 	return host
 }
 
-func (s *server) pipeline(r *http.Request, rt route) (context.Context, error) {
+func (s *server) pipeline(w http.ResponseWriter, r *http.Request, rt route) (context.Context, error) {
 	ctx := r.Context()
 	if err := cleanQuery(r); err != nil {
 		return nil, err
 	}
 	base := &actor.Actor{Type: actor.TypeSystem, ID: "anonymous", SourceIP: clientIP(r), UserAgent: cleanHeader(r.UserAgent(), 512), RequestID: requestID(ctx)}
+
+	// The auth endpoints are limited per client address, before any work.
+	if authRoutes[rt.path] {
+		if err := s.limit(w, r.Context(), "ip:"+clientIP(r)+":auth", s.AuthRatePerMinute); err != nil {
+			return nil, err
+		}
+	}
 
 	// The service API has its own credential and names tenants in its bodies.
 	if rt.access == serviceOnly {
@@ -259,6 +267,24 @@ func (s *server) pipeline(r *http.Request, rt route) (context.Context, error) {
 	// A read-only impersonation may only read.
 	if a != nil && a.ReadOnly && r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return nil, errs.Forbidden(CodeReadOnlySession, "this is a read-only impersonation session")
+	}
+
+	// 4b. Rate limits: the tenant's plan rate, and a key's own rate.
+	if t != nil && a != nil && a.Type == actor.TypeUser && s.Quota != nil && s.Limiter != nil {
+		e, err := s.Quota.Cached(ctx, t.ID)
+		if err != nil {
+			return nil, err
+		}
+		if rpm := int(e.Limit("requestsPerMinute")); rpm != -1 {
+			if err := s.limit(w, ctx, "tenant:"+t.ID+":rpm", rpm); err != nil {
+				return nil, err
+			}
+		}
+		if a.KeyRate > 0 {
+			if err := s.limit(w, ctx, "tenant:"+t.ID+":key:"+a.KeyID+":rpm", a.KeyRate); err != nil {
+				return nil, err
+			}
+		}
 	}
 
 	// 5. Permission: operators hold every one; a tenant principal's come from
@@ -395,6 +421,9 @@ func (s *server) authenticate(r *http.Request, base *actor.Actor) (*actor.Actor,
 		a := *base
 		a.Type, a.ID, a.TenantID, a.KeyID = actor.TypeUser, p.Key.UserID, p.Key.TenantID, p.Key.ID
 		a.Email, a.Username, a.Roles, a.Permissions = p.Email, p.Username, p.Roles, p.Key.Scopes
+		if p.Key.RateLimit != nil {
+			a.KeyRate = *p.Key.RateLimit
+		}
 		return &a, nil
 	}
 	if s.OIDC != nil {
@@ -457,4 +486,38 @@ func errNotFoundRoute(r *http.Request) error {
 
 func errMethod(r *http.Request, allow []string) error {
 	return errs.E(errs.KindMethodNotAllowed, errs.CodeMethodNotAllowed, "%s is not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(allow, ", "))
+}
+
+// authRoutes form the "auth" route class, limited per client address.
+var authRoutes = map[string]bool{
+	"/api/v1/tenants/signup": true, "/api/v1/auth/login": true, "/api/v1/auth/refresh": true,
+	"/api/v1/auth/oidc/{tenant_slug}/login": true, "/api/v1/auth/oidc/callback": true,
+}
+
+// limit takes one request from a GCRA bucket, writes the X-RateLimit
+// headers, and refuses with 429 RATE_LIMITED when the bucket is empty.
+func (s *server) limit(w http.ResponseWriter, ctx context.Context, key string, perMinute int) error {
+	if s.Limiter == nil || perMinute == 0 {
+		return nil
+	}
+	d, err := s.Limiter.Allow(ctx, key, perMinute)
+	if err != nil {
+		return &errs.Error{Kind: errs.KindUnavailable, Code: errs.CodeServiceUnavailable, RetryAfter: 1,
+			Msg: "rate limiting is unavailable and this server refuses limited requests meanwhile; try again shortly", Err: err}
+	}
+	h := w.Header()
+	h.Set("X-RateLimit-Limit", strconv.Itoa(d.Limit))
+	if d.Remaining >= 0 {
+		h.Set("X-RateLimit-Remaining", strconv.Itoa(d.Remaining))
+	}
+	h.Set("X-RateLimit-Reset", strconv.Itoa(int((d.ResetAfter+time.Second-1)/time.Second)))
+	if !d.Allowed {
+		secs := int((d.RetryAfter + time.Second - 1) / time.Second)
+		if secs < 1 {
+			secs = 1
+		}
+		return &errs.Error{Kind: errs.KindRateLimited, Code: errs.CodeRateLimited, RetryAfter: secs,
+			Msg: fmt.Sprintf("too many requests: the limit is %d a minute; try again in %d seconds", d.Limit, secs)}
+	}
+	return nil
 }

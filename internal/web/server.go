@@ -27,19 +27,21 @@ type Pinger interface {
 
 // Deps is everything the HTTP layer needs, built in cmd/tenantgate/run.go.
 type Deps struct {
-	Log           *slog.Logger
-	Store         *store.Store
-	Tenants       *tenant.Service
-	Identity      *identity.Service
-	RBAC          *rbac.Engine
-	OIDC          *oidc.Service // single sign-on; nil when not configured
-	Quota         *quota.Service
-	BaseDomain    string // tenants answer at {slug}.{BaseDomain}
-	PublicURL     string // where clients reach the server; the token issuer
-	Version       string
-	StartedAt     time.Time
-	Dependencies  map[string]Pinger // extra health dependencies (redis, ...)
-	ServiceTokens []ServiceToken    // credentials of the service API (/internal/*)
+	Log               *slog.Logger
+	Store             *store.Store
+	Tenants           *tenant.Service
+	Identity          *identity.Service
+	RBAC              *rbac.Engine
+	OIDC              *oidc.Service // single sign-on; nil when not configured
+	Quota             *quota.Service
+	Limiter           quota.RateLimiter // nil: no rate limits
+	AuthRatePerMinute int               // the auth route class, per client address (0: unlimited)
+	BaseDomain        string            // tenants answer at {slug}.{BaseDomain}
+	PublicURL         string            // where clients reach the server; the token issuer
+	Version           string
+	StartedAt         time.Time
+	Dependencies      map[string]Pinger // extra health dependencies (redis, ...)
+	ServiceTokens     []ServiceToken    // credentials of the service API (/internal/*)
 }
 
 type server struct {
