@@ -13,6 +13,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jws"
+	"github.com/lestrrat-go/jwx/v3/jwt"
 	"gorm.io/gorm"
 
 	"github.com/tenantgate/tenantgate/internal/secret"
@@ -133,4 +135,28 @@ func (k *Keys) current() (jwk.Key, jwk.Set) {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	return k.signer, k.public
+}
+
+// SignJWT signs claims as a JWT with the current key and the given "typ"
+// header, for documents other than access tokens (entitlement snapshots).
+// Verifiers tell the kinds apart by typ and by their required claims.
+func (k *Keys) SignJWT(typ string, claims map[string]any) (string, error) {
+	b := jwt.NewBuilder()
+	for name, v := range claims {
+		b = b.Claim(name, v)
+	}
+	tok, err := b.Build()
+	if err != nil {
+		return "", err
+	}
+	hdr := jws.NewHeaders()
+	if err := hdr.Set(jws.TypeKey, typ); err != nil {
+		return "", err
+	}
+	signer, _ := k.current()
+	raw, err := jwt.Sign(tok, jwt.WithKey(jwa.EdDSA(), signer, jws.WithProtectedHeaders(hdr)))
+	if err != nil {
+		return "", err
+	}
+	return string(raw), nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/tenantgate/tenantgate/internal/store"
 	"github.com/tenantgate/tenantgate/internal/store/storetest"
+	"github.com/tenantgate/tenantgate/pkg/snapshot"
 )
 
 // TestQuotaReservationIsAtomic: 50 parallel creations at a limit of 10 end
@@ -101,5 +102,35 @@ func TestPlansAndFeatures(t *testing.T) {
 		a.want(a.do("PUT", "/api/v1/admin/tenants/"+id+"/entitlements", op, map[string]any{"limits": map[string]int64{"roles": 1}}, nil), 200, "")
 		a.want(a.do("POST", "/api/v1/roles", tok, map[string]any{"name": "one"}, nil), 201, "")
 		a.want(a.do("POST", "/api/v1/roles", tok, map[string]any{"name": "two"}, nil), 403, "TENANT_QUOTA_EXCEEDED")
+	})
+}
+
+// TestEntitlementSnapshot fetches a snapshot with an API key, the way a
+// dedicated instance would, and verifies it offline with the public JWKS.
+func TestEntitlementSnapshot(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		x, y := a.signup("snappy"), a.signup("other-snap")
+		key := a.want(a.do("POST", "/api/v1/api-keys", x.OwnerToken, map[string]any{"name": "instance", "scopes": []string{"tenant:read"}}, nil), 201, "").str("secret")
+		r := a.do("GET", "/api/v1/tenants/"+x.ID+"/entitlement-snapshot", key, nil, nil)
+		if r.Status != 200 || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/jwt") {
+			t.Fatalf("snapshot: %d %s", r.Status, r.Raw)
+		}
+		jwks := a.want(a.do("GET", "/.well-known/jwks.json", "", nil, nil), 200, "").Raw
+		v, err := snapshot.NewVerifier([]byte(jwks), "http://tenantgate.test")
+		storetest.Must(t, err)
+		snap, err := v.Verify([]byte(r.Raw))
+		storetest.Must(t, err)
+		if snap.TenantID != x.ID || snap.Plan != "pro" || !snap.Allows("sso") || snap.TTL != 600 ||
+			snap.Quotas["users"].Used == nil || *snap.Quotas["users"].Used != 2 || snap.Quotas["monthlyTokens"].Period != "month" {
+			t.Errorf("snapshot content: %+v", snap)
+		}
+		// It is not an access token, and another tenant's snapshot is not reachable.
+		a.want(a.do("GET", "/api/v1/users/me", r.Raw, nil, nil), 401, "TOKEN_INVALID")
+		a.want(a.do("GET", "/api/v1/tenants/"+y.ID+"/entitlement-snapshot", key, nil, nil), 404, "TENANT_NOT_FOUND")
+		a.want(a.do("GET", "/api/v1/tenants/"+x.ID+"/entitlement-snapshot?ttl=5", key, nil, nil), 400, "INVALID_REQUEST")
+		if r := a.do("GET", "/api/v1/tenants/"+y.ID+"/entitlement-snapshot?ttl=60", a.operator(), nil, nil); r.Status != 200 {
+			t.Errorf("operator snapshot: %d %s", r.Status, r.Raw)
+		}
 	})
 }

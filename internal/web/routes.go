@@ -35,6 +35,7 @@ func (s *server) routes() []route {
 		{http.MethodPatch, "/api/v1/tenants/current/compliance", tenantScoped, rbac.TenantUpdate, s.patchCompliance},
 		{http.MethodGet, "/api/v1/tenants/current/usage", tenantScoped, rbac.UsageRead, s.usage},
 		{http.MethodGet, "/api/v1/tenants/current/entitlements", tenantScoped, rbac.TenantRead, s.entitlements},
+		{http.MethodGet, "/api/v1/tenants/{id}/entitlement-snapshot", authenticated, rbac.TenantRead, s.entitlementSnapshot},
 
 		// Users of the caller's tenant.
 		{http.MethodGet, "/api/v1/users", tenantScoped, rbac.UserRead, s.listUsers},
