@@ -26,6 +26,7 @@ var catalogue = []PermissionInfo{
 	{string(SSOManage), "sso", "manage", "tenant", "configure the tenant's single sign-on (OIDC identity providers)", true},
 	{string(AuditRead), "audit", "read", "tenant", "read the audit log", true},
 	{string(UsageRead), "usage", "read", "tenant", "read usage", true},
+	{string(UsageWrite), "usage", "write", "tenant", "report metered usage events", true},
 	{string(BillingRead), "billing", "read", "tenant", "read billing", true},
 	{string(BillingManage), "billing", "manage", "tenant", "manage billing", true},
 	{string(APIKeyManage), "api_key", "manage", "tenant", "list and revoke every API key of the tenant", true},

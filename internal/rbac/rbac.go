@@ -31,6 +31,7 @@ const (
 	AuthzCheck     Permission = "authz:check"
 	SSOManage      Permission = "sso:manage"
 	UsageRead      Permission = "usage:read"
+	UsageWrite     Permission = "usage:write"
 	BillingRead    Permission = "billing:read"
 	BillingManage  Permission = "billing:manage"
 
@@ -60,9 +61,9 @@ type Role struct {
 
 var builtins = map[string]Role{
 	RoleOwner: {RoleOwner, 40, []Permission{SelfRead, SelfUpdate, TenantRead, TenantUpdate, UserRead, UserCreate, UserUpdate, UserDelete,
-		UserAssignRole, AuditRead, UsageRead, BillingRead, BillingManage, APIKeyManage, RoleRead, RoleManage, AuthzCheck, SSOManage}},
+		UserAssignRole, AuditRead, UsageRead, BillingRead, BillingManage, APIKeyManage, RoleRead, RoleManage, AuthzCheck, SSOManage, UsageWrite}},
 	RoleAdmin: {RoleAdmin, 30, []Permission{SelfRead, SelfUpdate, TenantRead, TenantUpdate, UserRead, UserCreate, UserUpdate, UserDelete,
-		UserAssignRole, AuditRead, UsageRead, APIKeyManage, RoleRead, RoleManage, AuthzCheck, SSOManage}},
+		UserAssignRole, AuditRead, UsageRead, APIKeyManage, RoleRead, RoleManage, AuthzCheck, SSOManage, UsageWrite}},
 	RoleBillingManager: {RoleBillingManager, 20, []Permission{SelfRead, SelfUpdate, TenantRead, UserRead, UsageRead, BillingRead, BillingManage, RoleRead}},
 	RoleUser:           {RoleUser, 10, []Permission{SelfRead, SelfUpdate, TenantRead, UserRead}},
 }

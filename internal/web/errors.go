@@ -58,12 +58,16 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	body := errorBody{Error: errorDetail{Code: e.Code, Message: msg, RequestID: requestID(r.Context()),
 		Timestamp: time.Now().UTC().Format(time.RFC3339), Service: ServiceName}}
+	details := map[string]any{}
 	if len(e.Fields) > 0 {
-		body.Error.Details = map[string]any{"fields": e.Fields}
+		details["fields"] = e.Fields
 	}
 	if e.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))
-		body.Error.Details = map[string]any{"retryAfter": e.RetryAfter}
+		details["retryAfter"] = e.RetryAfter
+	}
+	if len(details) > 0 {
+		body.Error.Details = details
 	}
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="tenantgate"`)

@@ -341,20 +341,8 @@ func (s *server) patchCurrent(w http.ResponseWriter, r *http.Request, p tenant.P
 }
 
 func (s *server) usage(w http.ResponseWriter, r *http.Request) error {
-	counts, err := s.Identity.CountUsers(r.Context())
-	if err != nil {
-		return err
-	}
-	var total int64
-	for st, n := range counts {
-		if st != identity.StatusDeleted {
-			total += n
-		}
-	}
 	t := currentTenant(r.Context())
-	writeJSON(w, http.StatusOK, map[string]any{"tenantId": t.ID, "plan": t.Plan,
-		"users": map[string]any{"total": total, "byStatus": counts}})
-	return nil
+	return s.usageAnswer(w, r, t.ID, t.Plan)
 }
 
 // --- users ---

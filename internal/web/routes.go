@@ -35,6 +35,7 @@ func (s *server) routes() []route {
 		{http.MethodPatch, "/api/v1/tenants/current/compliance", tenantScoped, rbac.TenantUpdate, s.patchCompliance},
 		{http.MethodGet, "/api/v1/tenants/current/usage", tenantScoped, rbac.UsageRead, s.usage},
 		{http.MethodGet, "/api/v1/tenants/current/entitlements", tenantScoped, rbac.TenantRead, s.entitlements},
+		{http.MethodPost, "/api/v1/usage/events", tenantScoped, rbac.UsageWrite, s.ingestUsage},
 		{http.MethodGet, "/api/v1/tenants/{id}/entitlement-snapshot", authenticated, rbac.TenantRead, s.entitlementSnapshot},
 
 		// Users of the caller's tenant.
@@ -92,6 +93,8 @@ func (s *server) routes() []route {
 		{http.MethodGet, "/internal/users/{id}/roles", serviceOnly, rbac.ServiceInternal, s.svcUserRoles},
 		{http.MethodPost, "/internal/users/{id}/roles", serviceOnly, rbac.ServiceInternal, s.svcAssignRole},
 		{http.MethodDelete, "/internal/users/{id}/roles/{roleId}", serviceOnly, rbac.ServiceInternal, s.svcUnassignRole},
+		{http.MethodPost, "/internal/metrics/usage", serviceOnly, rbac.ServiceInternal, s.svcUsage},
+		{http.MethodPost, "/internal/quota/check", serviceOnly, rbac.ServiceInternal, s.svcQuotaCheck},
 		{http.MethodPost, "/internal/events", serviceOnly, rbac.ServiceInternal, s.svcEvent},
 		{http.MethodPost, "/internal/events/batch", serviceOnly, rbac.ServiceInternal, s.svcEventBatch},
 
@@ -105,6 +108,7 @@ func (s *server) routes() []route {
 		{http.MethodPost, "/api/v1/admin/tenants/{id}/activate", platformOnly, rbac.PlatformTenants, s.adminTransition("activate")},
 		{http.MethodPost, "/api/v1/admin/tenants/{id}/restore", platformOnly, rbac.PlatformTenants, s.adminTransition("restore")},
 		{http.MethodPost, "/api/v1/admin/tenants/{id}/impersonate", platformOnly, rbac.PlatformTenants, s.adminImpersonate},
+		{http.MethodGet, "/api/v1/admin/tenants/{id}/usage", platformOnly, rbac.PlatformTenants, s.adminUsage},
 		{http.MethodGet, "/api/v1/admin/tenants/{id}/entitlements", platformOnly, rbac.PlatformTenants, s.adminEntitlements},
 		{http.MethodPut, "/api/v1/admin/tenants/{id}/entitlements", platformOnly, rbac.PlatformTenants, s.adminSetOverrides},
 		{http.MethodGet, "/api/v1/admin/plans", platformOnly, rbac.PlatformTenants, s.listPlans},

@@ -1,0 +1,371 @@
+package quota
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/tenantgate/tenantgate/internal/audit"
+	"github.com/tenantgate/tenantgate/internal/errs"
+	"github.com/tenantgate/tenantgate/internal/store"
+)
+
+// Event is one metered usage event (CloudEvents-style).
+type Event struct {
+	TenantID   string          `gorm:"primaryKey" json:"tenant,omitempty"`
+	ID         string          `gorm:"primaryKey" json:"id"`
+	Meter      string          `json:"meter"`
+	Value      int64           `json:"value"`
+	OccurredAt time.Time       `gorm:"column:occurred_at" json:"time"`
+	Attributes json.RawMessage `gorm:"-" json:"attributes,omitempty"`
+	Attrs      store.JSON      `gorm:"column:attributes" json:"-"`
+	ReceivedAt time.Time       `json:"-"`
+}
+
+// TableName maps events to usage_events.
+func (Event) TableName() string { return "usage_events" }
+
+// TenantOwned marks events as tenant data.
+func (Event) TenantOwned() {}
+
+type counter struct {
+	TenantID    string    `gorm:"primaryKey"`
+	Meter       string    `gorm:"primaryKey"`
+	Period      string    `gorm:"primaryKey"`
+	PeriodStart time.Time `gorm:"primaryKey"`
+	Value       int64
+}
+
+func (counter) TableName() string { return "usage_counters" }
+func (counter) TenantOwned()      {}
+
+type notification struct {
+	TenantID      string `gorm:"primaryKey"`
+	ID            string `gorm:"primaryKey"`
+	RecipientType string
+	RecipientID   string
+	Channel       string
+	Subject       string
+	Content       string
+	Priority      string
+	Status        string
+	Metadata      store.JSON
+	CreatedAt     time.Time
+}
+
+func (notification) TableName() string { return "notifications" }
+func (notification) TenantOwned()      {}
+
+// MeteredLimit ties a meter to the plan limit that bounds it per period.
+type MeteredLimit struct {
+	Limit  string
+	Period string // hour | month
+}
+
+// MeteredLimits are the meters with a plan limit.
+var MeteredLimits = map[string]MeteredLimit{
+	"tokens":    {"monthlyTokens", "month"},
+	"messages":  {"monthlyMessages", "month"},
+	"api_calls": {"apiCallsPerHour", "hour"},
+}
+
+// PeriodStart returns the start of the period containing t (UTC).
+func PeriodStart(period string, t time.Time) time.Time {
+	t = t.UTC()
+	if period == "hour" {
+		return t.Truncate(time.Hour)
+	}
+	return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+}
+
+func periodEnd(period string, start time.Time) time.Time {
+	if period == "hour" {
+		return start.Add(time.Hour)
+	}
+	return start.AddDate(0, 1, 0)
+}
+
+var (
+	meterRe   = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,63}$`)
+	eventIDRe = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,200}$`)
+)
+
+// MaxBatch is the most events one request may carry.
+const MaxBatch = 1000
+
+// Validate reports the problems of events, field names prefixed by index.
+func (s *Service) validateEvents(evs []Event) error {
+	f := errs.Fields{}
+	if len(evs) == 0 || len(evs) > MaxBatch {
+		f.Add("events", fmt.Sprintf("send 1 to %d events", MaxBatch))
+	}
+	now := s.now()
+	seen := map[string]bool{}
+	for i, e := range evs {
+		p := fmt.Sprintf("events[%d].", i)
+		if len(evs) == 1 {
+			p = ""
+		}
+		if !eventIDRe.MatchString(e.ID) {
+			f.Add(p+"id", "is required: 1-200 characters of A-Z a-z 0-9 . _ : - (it makes the event idempotent)")
+		} else if seen[e.ID] {
+			f.Add(p+"id", "appears twice in this batch")
+		}
+		seen[e.ID] = true
+		if !meterRe.MatchString(e.Meter) {
+			f.Add(p+"meter", "must be 1-64 characters of a-z 0-9 _ . - starting with a letter")
+		}
+		if e.Value < 0 {
+			f.Add(p+"value", "must be 0 or more")
+		}
+		if e.OccurredAt.After(now.Add(5 * time.Minute)) {
+			f.Add(p+"time", "is in the future")
+		}
+		if len(e.Attributes) > 4096 {
+			f.Add(p+"attributes", "must be at most 4096 bytes")
+		} else if len(e.Attributes) > 0 && e.Attributes[0] != '{' {
+			f.Add(p+"attributes", "must be an object")
+		}
+	}
+	return f.Err()
+}
+
+// IngestResult says what an ingestion did.
+type IngestResult struct {
+	Accepted   int `json:"accepted"`
+	Duplicates int `json:"duplicates"`
+}
+
+// Ingest records events for the tenant in ctx, once each: an event whose
+// (tenant, id) was seen before is a duplicate and counts nothing. Metered
+// events add to their period counter, and crossing 80 % or 100 % of the
+// limit writes an audit event and a notification record.
+func (s *Service) Ingest(ctx context.Context, evs []Event) (*IngestResult, error) {
+	if err := s.validateEvents(evs); err != nil {
+		return nil, err
+	}
+	tenantID := store.TenantFrom(ctx)
+	res := &IngestResult{}
+	now := s.now()
+	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
+		var e *Entitlements
+		adds := map[[2]string]int64{} // meter, period start → added
+		starts := map[[2]string]time.Time{}
+		for i := range evs {
+			ev := &evs[i]
+			ev.TenantID, ev.ReceivedAt = tenantID, now
+			if ev.OccurredAt.IsZero() {
+				ev.OccurredAt = now
+			}
+			ev.OccurredAt = ev.OccurredAt.UTC()
+			ev.Attrs = store.JSON(ev.Attributes)
+			if len(ev.Attrs) == 0 {
+				ev.Attrs = store.JSON("{}")
+			}
+			r := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(ev)
+			if r.Error != nil {
+				return r.Error
+			}
+			if r.RowsAffected == 0 {
+				res.Duplicates++
+				continue
+			}
+			res.Accepted++
+			if m, ok := MeteredLimits[ev.Meter]; ok && ev.Value > 0 {
+				start := PeriodStart(m.Period, ev.OccurredAt)
+				k := [2]string{ev.Meter, start.Format(time.RFC3339)}
+				adds[k] += ev.Value
+				starts[k] = start
+			}
+		}
+		for k, add := range adds {
+			m := MeteredLimits[k[0]]
+			c := counter{TenantID: tenantID, Meter: k[0], Period: m.Period, PeriodStart: starts[k], Value: add}
+			if err := tx.Clauses(clause.OnConflict{
+				Columns:   []clause.Column{{Name: "tenant_id"}, {Name: "meter"}, {Name: "period"}, {Name: "period_start"}},
+				DoUpdates: clause.Assignments(map[string]any{"value": gorm.Expr("usage_counters.value + ?", add)}),
+			}).Create(&c).Error; err != nil {
+				return err
+			}
+			var total int64
+			if err := tx.Model(&counter{}).Select("value").Where("meter = ? AND period = ? AND period_start = ?", k[0], m.Period, starts[k]).
+				Scan(&total).Error; err != nil {
+				return err
+			}
+			if e == nil {
+				var err error
+				if e, err = s.Cached(ctx, tenantID); err != nil {
+					return err
+				}
+			}
+			if err := s.thresholds(ctx, tx, e, k[0], m, starts[k], total-add, total); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if _, ok := errs.As(err); ok {
+			return nil, err
+		}
+		return nil, errs.Internal(err, "record usage")
+	}
+	return res, nil
+}
+
+// thresholds records crossing 80 % and 100 % of a metered limit.
+func (s *Service) thresholds(ctx context.Context, tx *gorm.DB, e *Entitlements, meter string, m MeteredLimit, start time.Time, before, after int64) error {
+	limit := e.Limit(m.Limit)
+	if limit <= 0 {
+		return nil
+	}
+	for _, pct := range []int64{80, 100} {
+		at := (limit*pct + 99) / 100
+		if before >= at || after < at {
+			continue
+		}
+		meta := map[string]any{"limit": m.Limit, "meter": meter, "percent": pct, "used": after, "max": limit,
+			"periodStart": start.Format(time.RFC3339), "resetsAt": periodEnd(m.Period, start).Format(time.RFC3339)}
+		if err := audit.Record(ctx, tx, audit.Entry{EventType: "usage.threshold_reached", Resource: "usage", ResourceID: m.Limit,
+			Action: "threshold", Metadata: meta}); err != nil {
+			return err
+		}
+		priority := "high"
+		if pct == 100 {
+			priority = "urgent"
+		}
+		n := notification{ID: uuid.Must(uuid.NewV7()).String(), RecipientType: "tenant", RecipientID: e.TenantID, Channel: "email",
+			Subject: fmt.Sprintf("You have used %d%% of your %s", pct, m.Limit),
+			Content: fmt.Sprintf("Your organisation has used %d of %d %s this %s. It resets at %s.", after, limit, m.Limit, m.Period,
+				periodEnd(m.Period, start).Format(time.RFC1123)),
+			Priority: priority, Status: "pending", Metadata: store.JSON(store.MustJSON(meta)), CreatedAt: s.now()}
+		if err := tx.Create(&n).Error; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PeriodUse is a metered limit's state in the current period.
+type PeriodUse struct {
+	Meter    string    `json:"meter"`
+	Limit    string    `json:"limit"`
+	Max      int64     `json:"max"`
+	Used     int64     `json:"used"`
+	ResetsAt time.Time `json:"resetsAt"`
+}
+
+// CurrentPeriods returns every metered limit's use in its current period.
+func (s *Service) CurrentPeriods(ctx context.Context, tenantID string) ([]PeriodUse, error) {
+	e, err := s.Cached(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	var out []PeriodUse
+	err = s.store.Tx(store.WithTenant(ctx, tenantID), func(tx *gorm.DB) error {
+		for meter, m := range MeteredLimits {
+			start := PeriodStart(m.Period, now)
+			var used int64
+			if err := tx.Model(&counter{}).Select("COALESCE(SUM(value), 0)").Where("meter = ? AND period = ? AND period_start = ?", meter, m.Period, start).
+				Scan(&used).Error; err != nil {
+				return err
+			}
+			out = append(out, PeriodUse{Meter: meter, Limit: m.Limit, Max: e.Limit(m.Limit), Used: used, ResetsAt: periodEnd(m.Period, start)})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, errs.Internal(err, "read usage counters")
+	}
+	return out, nil
+}
+
+// CheckPeriod says whether amount more of a metered usage fits the current
+// period; when it does not, the error is 429 TENANT_QUOTA_EXCEEDED with the
+// limit, the use and when the period resets.
+func (s *Service) CheckPeriod(ctx context.Context, tenantID, meter string, amount int64) (*PeriodUse, error) {
+	m, ok := MeteredLimits[meter]
+	if !ok {
+		return nil, errs.Invalid("unknown meter", map[string]string{"meter": "has no plan limit; metered limits are tokens, messages, api_calls"})
+	}
+	uses, err := s.CurrentPeriods(ctx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range uses {
+		if u.Meter != meter {
+			continue
+		}
+		if u.Max != Unlimited && u.Used+amount > u.Max {
+			secs := int(time.Until(u.ResetsAt).Seconds()) + 1
+			return &u, &errs.Error{Kind: errs.KindRateLimited, Code: CodeQuotaExceeded, RetryAfter: secs,
+				Msg:    fmt.Sprintf("the %s limit of %d this %s is used up (%d used); it resets at %s", m.Limit, u.Max, m.Period, u.Used, u.ResetsAt.Format(time.RFC3339)),
+				Fields: map[string]string{"limit": fmt.Sprint(u.Max), "used": fmt.Sprint(u.Used), "resetsAt": u.ResetsAt.Format(time.RFC3339)}}
+		}
+		return &u, nil
+	}
+	return nil, errs.Internal(fmt.Errorf("meter %s has no period", meter), "check usage")
+}
+
+// Bucket is one step of an aggregation.
+type Bucket struct {
+	Start time.Time `json:"start"`
+	Value int64     `json:"value"`
+}
+
+// Aggregate sums a meter's events by hour or day between from and to.
+func (s *Service) Aggregate(ctx context.Context, meter string, from, to time.Time, groupBy string) ([]Bucket, int64, error) {
+	f := errs.Fields{}
+	if !meterRe.MatchString(meter) {
+		f.Add("meter", "is required: the meter to aggregate")
+	}
+	if groupBy != "hour" && groupBy != "day" {
+		f.Add("groupBy", "must be hour or day")
+	}
+	if !to.After(from) {
+		f.Add("to", "must be after from")
+	}
+	if maxSpan := map[string]time.Duration{"hour": 31 * 24 * time.Hour, "day": 400 * 24 * time.Hour}[groupBy]; to.Sub(from) > maxSpan && maxSpan > 0 {
+		f.Add("from", fmt.Sprintf("the span is at most %d days for groupBy=%s", int(maxSpan.Hours()/24), groupBy))
+	}
+	if err := f.Err(); err != nil {
+		return nil, 0, err
+	}
+	var bucketExpr string
+	if s.store.Dialect() == store.Postgres {
+		bucketExpr = fmt.Sprintf("to_char(date_trunc('%s', occurred_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')", groupBy)
+	} else {
+		bucketExpr = map[string]string{"hour": "strftime('%Y-%m-%dT%H:00:00Z', occurred_at)", "day": "strftime('%Y-%m-%dT00:00:00Z', occurred_at)"}[groupBy]
+	}
+	type row struct {
+		B string
+		V int64
+	}
+	var rows []row
+	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
+		return tx.Model(&Event{}).Select(bucketExpr+" AS b, SUM(value) AS v").
+			Where("meter = ? AND occurred_at >= ? AND occurred_at < ?", meter, from.UTC(), to.UTC()).
+			Group("b").Order("b").Scan(&rows).Error
+	})
+	if err != nil {
+		return nil, 0, errs.Internal(err, "aggregate usage")
+	}
+	out := make([]Bucket, 0, len(rows))
+	var total int64
+	for _, r := range rows {
+		t, err := time.Parse(time.RFC3339, r.B)
+		if err != nil {
+			return nil, 0, errs.Internal(err, "aggregate usage")
+		}
+		out = append(out, Bucket{Start: t, Value: r.V})
+		total += r.V
+	}
+	return out, total, nil
+}

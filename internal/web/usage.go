@@ -1,0 +1,199 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/tenantgate/tenantgate/internal/errs"
+	"github.com/tenantgate/tenantgate/internal/identity"
+	"github.com/tenantgate/tenantgate/internal/quota"
+	"github.com/tenantgate/tenantgate/internal/store"
+)
+
+// readEvents reads one event, or {"events": [...]}.
+func readEvents(r *http.Request) ([]quota.Event, error) {
+	raw, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+	if err != nil {
+		return nil, errs.Invalid("the body could not be read", map[string]string{"body": err.Error()})
+	}
+	if bytes.Contains(raw, []byte(`"events"`)) {
+		var batch struct {
+			Events []quota.Event `json:"events"`
+		}
+		if err := decodeBytes(raw, &batch); err != nil {
+			return nil, err
+		}
+		return batch.Events, nil
+	}
+	var one quota.Event
+	if err := decodeBytes(raw, &one); err != nil {
+		return nil, err
+	}
+	return []quota.Event{one}, nil
+}
+
+func (s *server) ingestUsage(w http.ResponseWriter, r *http.Request) error {
+	evs, err := readEvents(r)
+	if err != nil {
+		return err
+	}
+	t := currentTenant(r.Context())
+	for _, e := range evs {
+		if e.TenantID != "" && e.TenantID != t.ID {
+			return errs.Invalid("an event names another tenant", map[string]string{"tenant": "must be omitted or this tenant's id"})
+		}
+	}
+	res, err := s.Quota.Ingest(r.Context(), evs)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, res)
+	return nil
+}
+
+// usageAnswer answers counts and current periods, or with ?meter= an
+// aggregation ?from=&to=&groupBy=hour|day (default: the last 24 hours by hour).
+func (s *server) usageAnswer(w http.ResponseWriter, r *http.Request, tenantID, plan string) error {
+	ctx := store.WithTenant(r.Context(), tenantID)
+	q := r.URL.Query()
+	if meter := q.Get("meter"); meter != "" {
+		f := errs.Fields{}
+		to := time.Now().UTC()
+		if t := parseTime(f, "to", q.Get("to")); t != nil {
+			to = *t
+		}
+		from := to.Add(-24 * time.Hour)
+		if t := parseTime(f, "from", q.Get("from")); t != nil {
+			from = *t
+		}
+		groupBy := q.Get("groupBy")
+		if groupBy == "" {
+			groupBy = "hour"
+		}
+		if err := f.Err(); err != nil {
+			return err
+		}
+		buckets, total, err := s.Quota.Aggregate(ctx, meter, from, to, groupBy)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"tenantId": tenantID, "meter": meter, "from": from, "to": to, "groupBy": groupBy,
+			"total": total, "buckets": buckets})
+		return nil
+	}
+	counts, err := s.Identity.CountUsers(ctx)
+	if err != nil {
+		return err
+	}
+	var total int64
+	for st, n := range counts {
+		if st != identity.StatusDeleted {
+			total += n
+		}
+	}
+	periods, err := s.Quota.CurrentPeriods(r.Context(), tenantID)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tenantId": tenantID, "plan": plan,
+		"users": map[string]any{"total": total, "byStatus": counts}, "periods": periods})
+	return nil
+}
+
+func (s *server) adminUsage(w http.ResponseWriter, r *http.Request) error {
+	t, err := s.Tenants.Get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return s.usageAnswer(w, r, t.ID, t.Plan)
+}
+
+// svcUsage is seed 004's POST /internal/metrics/usage: {tenantId,
+// resourceType, value, timestamp, id?}, or {"events": [...]} with a
+// tenantId on each.
+func (s *server) svcUsage(w http.ResponseWriter, r *http.Request) error {
+	raw, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+	if err != nil {
+		return errs.Invalid("the body could not be read", map[string]string{"body": err.Error()})
+	}
+	type seedEvent struct {
+		ID           string          `json:"id"`
+		TenantID     string          `json:"tenantId"`
+		ResourceType string          `json:"resourceType"`
+		Meter        string          `json:"meter"`
+		Value        int64           `json:"value"`
+		Timestamp    time.Time       `json:"timestamp"`
+		Attributes   json.RawMessage `json:"attributes"`
+	}
+	var list []seedEvent
+	if bytes.Contains(raw, []byte(`"events"`)) {
+		var batch struct {
+			Events []seedEvent `json:"events"`
+		}
+		if err := decodeBytes(raw, &batch); err != nil {
+			return err
+		}
+		list = batch.Events
+	} else {
+		var one seedEvent
+		if err := decodeBytes(raw, &one); err != nil {
+			return err
+		}
+		list = []seedEvent{one}
+	}
+	byTenant := map[string][]quota.Event{}
+	for _, e := range list {
+		if e.Meter == "" {
+			e.Meter = e.ResourceType
+		}
+		if e.ID == "" {
+			e.ID = "svc-" + requestID(r.Context()) + "-" + time.Now().UTC().Format("150405.000000000") // not idempotent without an id
+		}
+		if _, err := s.Tenants.Get(r.Context(), e.TenantID); err != nil {
+			return err
+		}
+		byTenant[e.TenantID] = append(byTenant[e.TenantID], quota.Event{ID: e.ID, Meter: e.Meter, Value: e.Value, OccurredAt: e.Timestamp, Attributes: e.Attributes})
+	}
+	out := quota.IngestResult{}
+	for tid, evs := range byTenant {
+		res, err := s.Quota.Ingest(store.WithTenant(r.Context(), tid), evs)
+		if err != nil {
+			return err
+		}
+		out.Accepted += res.Accepted
+		out.Duplicates += res.Duplicates
+	}
+	writeJSON(w, http.StatusAccepted, out)
+	return nil
+}
+
+type quotaCheckRequest struct {
+	TenantID string `json:"tenantId"`
+	Meter    string `json:"meter"`
+	Amount   int64  `json:"amount"`
+}
+
+// svcQuotaCheck tells another service whether amount more of a metered
+// usage fits the tenant's current period (429 with the reset time if not).
+func (s *server) svcQuotaCheck(w http.ResponseWriter, r *http.Request) error {
+	var in quotaCheckRequest
+	if err := decodeJSON(r, &in); err != nil {
+		return err
+	}
+	if in.Amount < 0 {
+		return errs.Invalid("bad amount", map[string]string{"amount": "must be 0 or more"})
+	}
+	if _, err := s.Tenants.Get(r.Context(), in.TenantID); err != nil {
+		return err
+	}
+	u, err := s.Quota.CheckPeriod(context.WithoutCancel(r.Context()), in.TenantID, in.Meter, in.Amount)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"allowed": true, "usage": u})
+	return nil
+}

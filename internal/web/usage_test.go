@@ -1,0 +1,120 @@
+package web
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/tenantgate/tenantgate/internal/quota"
+	"github.com/tenantgate/tenantgate/internal/store"
+	"github.com/tenantgate/tenantgate/internal/store/storetest"
+)
+
+func TestUsageMetering(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		x, y := a.signup("metered"), a.signup("unmetered")
+		op := a.operator()
+		a.want(a.do("PUT", "/api/v1/admin/tenants/"+x.ID+"/entitlements", op, map[string]any{"limits": map[string]int64{"monthlyTokens": 100}}, nil), 200, "")
+		now := time.Now().UTC()
+		hourAgo := now.Add(-time.Hour).Format(time.RFC3339)
+		// One event, then a batch; an id seen before counts nothing.
+		r := a.want(a.do("POST", "/api/v1/usage/events", x.OwnerToken, map[string]any{"id": "e1", "meter": "tokens", "value": 50, "time": hourAgo,
+			"attributes": map[string]any{"model": "gpt-4o"}}, nil), 202, "")
+		if r.Body["accepted"].(float64) != 1 {
+			t.Fatalf("single event: %s", r.Raw)
+		}
+		r = a.want(a.do("POST", "/api/v1/usage/events", x.OwnerToken, map[string]any{"events": []map[string]any{
+			{"id": "e1", "meter": "tokens", "value": 50}, {"id": "e2", "meter": "tokens", "value": 35}, {"id": "e3", "meter": "searches", "value": 7}}}, nil), 202, "")
+		if r.Body["accepted"].(float64) != 2 || r.Body["duplicates"].(float64) != 1 {
+			t.Fatalf("batch: %s", r.Raw)
+		}
+		// 85 of 100: the 80 % threshold was crossed once, with an audit event and a notification.
+		ev := a.want(a.do("GET", "/api/v1/audit?eventType=usage.threshold_reached", x.OwnerToken, nil, nil), 200, "").items()
+		if len(ev) != 1 || ev[0]["metadata"].(map[string]any)["percent"].(float64) != 80 {
+			t.Fatalf("threshold events: %v", ev)
+		}
+		a.want(a.do("POST", "/api/v1/usage/events", x.OwnerToken, map[string]any{"id": "e4", "meter": "tokens", "value": 20}, nil), 202, "")
+		if n := len(a.want(a.do("GET", "/api/v1/audit?eventType=usage.threshold_reached", x.OwnerToken, nil, nil), 200, "").items()); n != 2 {
+			t.Errorf("after passing 100 %%: %d threshold events, want 2", n)
+		}
+		var notes int64
+		storetest.Must(t, a.store.Tx(store.WithTenant(context.Background(), x.ID), func(tx *gorm.DB) error {
+			return tx.Table("notifications").Count(&notes).Error
+		}))
+		if notes != 2 {
+			t.Errorf("%d notification records, want 2", notes)
+		}
+		// Current period and the check other services use.
+		u := a.want(a.do("GET", "/api/v1/tenants/current/usage", x.OwnerToken, nil, nil), 200, "")
+		if !strings.Contains(u.Raw, `"meter":"tokens","limit":"monthlyTokens","max":100,"used":105`) {
+			t.Errorf("usage periods: %s", u.Raw)
+		}
+		svc := hdr{"X-Service-Token": testServiceToken, "X-Service-Name": "billing"}
+		c := a.want(a.do("POST", "/internal/quota/check", "", map[string]any{"tenantId": x.ID, "meter": "tokens", "amount": 1}, svc), 429, "TENANT_QUOTA_EXCEEDED")
+		if c.Header.Get("Retry-After") == "" || !strings.Contains(c.Raw, `"resetsAt"`) {
+			t.Errorf("quota check refusal: %s %v", c.Raw, c.Header)
+		}
+		a.want(a.do("POST", "/internal/quota/check", "", map[string]any{"tenantId": y.ID, "meter": "tokens", "amount": 1000}, svc), 200, "")
+		// Aggregation by hour and by day.
+		h := a.want(a.do("GET", "/api/v1/tenants/current/usage?meter=tokens&groupBy=hour&from="+now.Add(-3*time.Hour).Format(time.RFC3339)+"&to="+now.Add(time.Minute).Format(time.RFC3339), x.OwnerToken, nil, nil), 200, "")
+		buckets := h.Body["buckets"].([]any)
+		if h.Body["total"].(float64) != 105 || len(buckets) < 1 || len(buckets) > 2 {
+			t.Errorf("hourly aggregation: %s", h.Raw)
+		}
+		dd := a.want(a.do("GET", "/api/v1/tenants/current/usage?meter=searches&groupBy=day", x.OwnerToken, nil, nil), 200, "")
+		if dd.Body["total"].(float64) != 7 {
+			t.Errorf("daily aggregation: %s", dd.Raw)
+		}
+		// The other tenant saw none of it, even asking for the same meter.
+		if yu := a.want(a.do("GET", "/api/v1/tenants/current/usage?meter=tokens", y.OwnerToken, nil, nil), 200, ""); yu.Body["total"].(float64) != 0 {
+			t.Errorf("tenant y sees x's usage: %s", yu.Raw)
+		}
+		a.want(a.do("POST", "/api/v1/usage/events", y.OwnerToken, map[string]any{"id": "x1", "tenant": x.ID, "meter": "tokens", "value": 1}, nil), 400, "INVALID_REQUEST")
+		// Operators read any tenant's usage; the seed's internal endpoint feeds it too.
+		a.want(a.do("POST", "/internal/metrics/usage", "", map[string]any{"id": "s1", "tenantId": y.ID, "resourceType": "api_calls", "value": 3,
+			"timestamp": now.Format(time.RFC3339)}, svc), 202, "")
+		ou := a.want(a.do("GET", "/api/v1/admin/tenants/"+y.ID+"/usage?meter=api_calls", op, nil, nil), 200, "")
+		if ou.Body["total"].(float64) != 3 {
+			t.Errorf("operator view of y: %s", ou.Raw)
+		}
+		// Bad input.
+		for _, body := range []map[string]any{{"meter": "tokens", "value": 1}, {"id": "z", "meter": "Bad Meter", "value": 1},
+			{"id": "z", "meter": "tokens", "value": -1}, {"id": "z", "meter": "tokens", "value": 1, "time": now.Add(time.Hour).Format(time.RFC3339)},
+			{"events": []map[string]any{{"id": "d", "meter": "m", "value": 1}, {"id": "d", "meter": "m", "value": 1}}}} {
+			a.want(a.do("POST", "/api/v1/usage/events", x.OwnerToken, body, nil), 400, "INVALID_REQUEST")
+		}
+		a.want(a.do("GET", "/api/v1/tenants/current/usage?meter=tokens&groupBy=week", x.OwnerToken, nil, nil), 400, "INVALID_REQUEST")
+		a.want(a.do("POST", "/api/v1/usage/events", x.UserToken, map[string]any{"id": "u", "meter": "m", "value": 1}, nil), 403, "PERMISSION_DENIED")
+	})
+}
+
+// BenchmarkIngest measures batched event ingestion (100 events a batch).
+func BenchmarkIngest(b *testing.B) {
+	for _, d := range storetest.Dialects() {
+		b.Run(string(d), func(b *testing.B) {
+			a := newAPI(b, d)
+			x := a.signup("bench-ingest")
+			ctx := store.WithTenant(context.Background(), x.ID)
+			n := 0
+			b.ResetTimer()
+			for b.Loop() {
+				evs := make([]quotaEvent, 100)
+				for i := range evs {
+					n++
+					evs[i] = quotaEvent{ID: fmt.Sprintf("b%d", n), Meter: "tokens", Value: 10}
+				}
+				if _, err := a.quota.Ingest(ctx, evs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}
+
+type quotaEvent = quota.Event
