@@ -302,7 +302,7 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	bg, stopBg := context.WithCancel(ctx)
 	defer stopBg()
-	go svc.tenants.RunPurger(actor.With(bg, actor.System("purge")), cfg.PurgeEvery)
+	go svc.tenants.RunPurger(actor.With(bg, actor.System("maintenance")), cfg.PurgeEvery, tenant.Maintenance{PaidPlan: svc.quota.PaidPlan})
 	go svc.identity.RunRevocationSync(bg, 2*time.Second, log)
 
 	errc := make(chan error, 1)

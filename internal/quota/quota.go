@@ -463,3 +463,9 @@ func (s *Service) FeatureError(ctx context.Context, feature string) error {
 	return &errs.Error{Kind: errs.KindForbidden, Code: CodeFeatureNotEnabled, Fields: map[string]string{"feature": feature},
 		Msg: fmt.Sprintf("%s is not available on any plan", feature)}
 }
+
+// PaidPlan reports whether a plan is a paid one (for trial expiry).
+func (s *Service) PaidPlan(ctx context.Context, name string) bool {
+	p, err := s.Plan(ctx, name)
+	return err == nil && p.Paid
+}

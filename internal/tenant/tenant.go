@@ -810,8 +810,41 @@ func (s *Service) PurgeDue(ctx context.Context) ([]string, error) {
 	return done, nil
 }
 
-// RunPurger purges due tenants every interval until ctx ends.
-func (s *Service) RunPurger(ctx context.Context, every time.Duration) {
+// ExpireTrials ends the trials whose time has passed: a tenant on a paid
+// plan that has not paid is suspended; one on a free plan becomes active.
+// It returns how many tenants it moved.
+func (s *Service) ExpireTrials(ctx context.Context, paidPlan func(ctx context.Context, plan string) bool) (int, error) {
+	var due []Tenant
+	pctx := platform(ctx, "trial expiry job")
+	if err := s.store.Tx(pctx, func(tx *gorm.DB) error {
+		return tx.Where("status = ? AND trial_ends_at <= ?", StatusTrial, s.now()).Limit(500).Find(&due).Error
+	}); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, t := range due {
+		action, reason := ActionActivate, "trial ended on a free plan"
+		if paidPlan(ctx, t.Plan) {
+			action, reason = ActionSuspend, "trial ended without payment"
+		}
+		if _, err := s.Transition(pctx, t.ID, action, reason); err != nil {
+			if errs.Is(err, errs.CodeInvalidStateTransition) {
+				continue // changed meanwhile
+			}
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// Maintenance is the periodic work: purging deleted tenants and ending trials.
+type Maintenance struct {
+	PaidPlan func(ctx context.Context, plan string) bool
+}
+
+// RunPurger runs the periodic jobs every interval until ctx ends.
+func (s *Service) RunPurger(ctx context.Context, every time.Duration, m Maintenance) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -819,6 +852,13 @@ func (s *Service) RunPurger(ctx context.Context, every time.Duration) {
 			s.log.Error("the purge job failed; it will try again", "err", err)
 		} else if len(ids) > 0 {
 			s.log.Info("purge job finished", "tenants", len(ids))
+		}
+		if m.PaidPlan != nil {
+			if n, err := s.ExpireTrials(ctx, m.PaidPlan); err != nil {
+				s.log.Error("the trial expiry job failed; it will try again", "err", err)
+			} else if n > 0 {
+				s.log.Info("trials ended", "tenants", n)
+			}
 		}
 		select {
 		case <-ctx.Done():

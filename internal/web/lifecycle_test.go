@@ -157,3 +157,47 @@ func TestAnonymousLearnsNoStatus(t *testing.T) {
 	a.want(a.do("POST", "/api/v1/auth/login", "", map[string]any{"email": "ops@platform.test", "password": "operator-pass-1"},
 		hdr{"Host": "no-such-org." + testBaseDomain}), 404, "TENANT_NOT_FOUND")
 }
+
+// TestTrialExpiryAndBillingHook: at the end of its trial a tenant on a paid
+// plan that has not paid is suspended, one on the free plan becomes active;
+// billing reports payments through the service API.
+func TestTrialExpiryAndBillingHook(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		paid := a.signup("paying") // pro plan
+		free := a.want(a.do("POST", "/api/v1/tenants/signup", "", map[string]any{"slug": "gratis", "name": "Gratis",
+			"ownerEmail": "o@gratis.test", "ownerPassword": pw}, nil), 201, "").str("tenant", "id")
+		ctx := actor.With(context.Background(), actor.System("test"))
+		if n, err := a.tenants.ExpireTrials(ctx, a.quota.PaidPlan); err != nil || n != 0 {
+			t.Fatalf("before the trials end: %d moved, %v", n, err)
+		}
+		storetest.Must(t, a.store.Tx(store.WithPlatform(ctx, "test"), func(tx *gorm.DB) error {
+			return tx.Exec("UPDATE tenants SET trial_ends_at = ?", time.Now().UTC().Add(-time.Minute)).Error
+		}))
+		if n, err := a.tenants.ExpireTrials(ctx, a.quota.PaidPlan); err != nil || n != 2 {
+			t.Fatalf("trial expiry moved %d, %v; want 2", n, err)
+		}
+		op := a.operator()
+		if s := a.want(a.do("GET", "/api/v1/admin/tenants/"+paid.ID, op, nil, nil), 200, "").str("status"); s != "suspended" {
+			t.Errorf("paid plan after its trial: %s, want suspended", s)
+		}
+		if s := a.want(a.do("GET", "/api/v1/admin/tenants/"+free, op, nil, nil), 200, "").str("status"); s != "active" {
+			t.Errorf("free plan after its trial: %s, want active", s)
+		}
+		a.want(a.do("GET", "/api/v1/users", paid.OwnerToken, nil, nil), 403, "TENANT_SUSPENDED")
+		// Billing: a payment reactivates; a failed one suspends; repeating is harmless.
+		svc := hdr{"X-Service-Token": testServiceToken, "X-Service-Name": "billing"}
+		for _, c := range []struct{ status, want string }{{"succeeded", "active"}, {"succeeded", "active"}, {"failed", "suspended"}, {"succeeded", "active"}} {
+			r := a.want(a.do("POST", "/internal/billing/payment-status", "", map[string]any{"tenantId": paid.ID, "status": c.status, "reason": "invoice 7"}, svc), 200, "")
+			if r.str("status") != c.want {
+				t.Errorf("payment %s: %s, want %s", c.status, r.str("status"), c.want)
+			}
+		}
+		a.want(a.do("POST", "/internal/billing/payment-status", "", map[string]any{"tenantId": paid.ID, "status": "maybe"}, svc), 400, "INVALID_REQUEST")
+		a.want(a.do("GET", "/api/v1/users", paid.OwnerToken, nil, nil), 200, "")
+		ev := a.want(a.do("GET", "/api/v1/audit?resource=tenant&eventType=tenant.suspend", paid.OwnerToken, nil, nil), 200, "").items()
+		if len(ev) != 2 {
+			t.Errorf("suspensions audited: %d, want 2 (trial end and failed payment)", len(ev))
+		}
+	})
+}

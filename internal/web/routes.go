@@ -95,6 +95,7 @@ func (s *server) routes() []route {
 		{http.MethodDelete, "/internal/users/{id}/roles/{roleId}", serviceOnly, rbac.ServiceInternal, s.svcUnassignRole},
 		{http.MethodPost, "/internal/metrics/usage", serviceOnly, rbac.ServiceInternal, s.svcUsage},
 		{http.MethodPost, "/internal/quota/check", serviceOnly, rbac.ServiceInternal, s.svcQuotaCheck},
+		{http.MethodPost, "/internal/billing/payment-status", serviceOnly, rbac.ServiceInternal, s.svcPaymentStatus},
 		{http.MethodPost, "/internal/events", serviceOnly, rbac.ServiceInternal, s.svcEvent},
 		{http.MethodPost, "/internal/events/batch", serviceOnly, rbac.ServiceInternal, s.svcEventBatch},
 

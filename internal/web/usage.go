@@ -12,6 +12,7 @@ import (
 	"github.com/tenantgate/tenantgate/internal/identity"
 	"github.com/tenantgate/tenantgate/internal/quota"
 	"github.com/tenantgate/tenantgate/internal/store"
+	"github.com/tenantgate/tenantgate/internal/tenant"
 )
 
 // readEvents reads one event, or {"events": [...]}.
@@ -195,5 +196,44 @@ func (s *server) svcQuotaCheck(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"allowed": true, "usage": u})
+	return nil
+}
+
+type paymentStatusRequest struct {
+	TenantID string `json:"tenantId"`
+	Status   string `json:"status"` // succeeded | failed
+	Reason   string `json:"reason"`
+}
+
+// svcPaymentStatus is the billing hook: a failed payment suspends the
+// tenant, a successful one activates it (ending a trial, or lifting a
+// suspension). Reporting the state a tenant is already in changes nothing.
+func (s *server) svcPaymentStatus(w http.ResponseWriter, r *http.Request) error {
+	var in paymentStatusRequest
+	if err := decodeJSON(r, &in); err != nil {
+		return err
+	}
+	action := map[string]string{"succeeded": tenant.ActionActivate, "failed": tenant.ActionSuspend}[in.Status]
+	if action == "" {
+		return errs.Invalid("bad status", map[string]string{"status": "must be succeeded or failed"})
+	}
+	if len(in.Reason) > 500 {
+		return errs.Invalid("the reason is too long", map[string]string{"reason": "must be at most 500 characters"})
+	}
+	t, err := s.Tenants.Get(r.Context(), in.TenantID)
+	if err != nil {
+		return err
+	}
+	target := map[string]string{tenant.ActionActivate: tenant.StatusActive, tenant.ActionSuspend: tenant.StatusSuspended}[action]
+	if t.Status != target {
+		reason := "payment " + in.Status
+		if in.Reason != "" {
+			reason += ": " + in.Reason
+		}
+		if t, err = s.Tenants.Transition(store.WithPlatform(r.Context(), "billing hook"), t.ID, action, reason); err != nil {
+			return err
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tenantId": t.ID, "status": t.Status})
 	return nil
 }
