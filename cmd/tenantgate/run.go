@@ -395,6 +395,18 @@ func operatorCmd(ctx context.Context, cfg config, args []string, stdout, stderr 
 		fs.Usage()
 		return errUsage
 	}
+	return withServices(ctx, cfg, stderr, func(svc *services) error {
+		o, err := svc.identity.CreateOperator(actor.With(ctx, actor.System("cli")), *email, *password, *name)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "created operator %s (%s)\n", o.Email, o.ID)
+		return nil
+	})
+}
+
+// withServices opens the (migrated) store and the services for a CLI command.
+func withServices(ctx context.Context, cfg config, stderr io.Writer, fn func(*services) error) error {
 	log := newLogger(cfg, stderr)
 	s, err := openMigrated(ctx, cfg, log)
 	if err != nil {
@@ -405,12 +417,8 @@ func operatorCmd(ctx context.Context, cfg config, args []string, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	o, err := svc.identity.CreateOperator(actor.With(ctx, actor.System("cli")), *email, *password, *name)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "created operator %s (%s)\n", o.Email, o.ID)
-	return nil
+	defer svc.close()
+	return fn(svc)
 }
 
 func tenantCmd(ctx context.Context, cfg config, args []string, stdout, stderr io.Writer) error {
@@ -437,20 +445,12 @@ func tenantCmd(ctx context.Context, cfg config, args []string, stdout, stderr io
 		fs.Usage()
 		return errUsage
 	}
-	log := newLogger(cfg, stderr)
-	s, err := openMigrated(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	svc, err := buildServices(ctx, cfg, s, log, "http://localhost")
-	if err != nil {
-		return err
-	}
-	t, owner, _, err := web.CreateTenant(actor.With(ctx, actor.System("cli")), svc.tenants, svc.identity, in, false)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "created tenant %s (%s), status %s, owner %s (%s)\n", t.Slug, t.ID, t.Status, owner.Email, owner.ID)
-	return nil
+	return withServices(ctx, cfg, stderr, func(svc *services) error {
+		t, owner, _, err := web.CreateTenant(actor.With(ctx, actor.System("cli")), svc.tenants, svc.identity, in, false)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "created tenant %s (%s), status %s, owner %s (%s)\n", t.Slug, t.ID, t.Status, owner.Email, owner.ID)
+		return nil
+	})
 }

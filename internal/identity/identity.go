@@ -326,13 +326,7 @@ func (s *Service) RevokeUserSessions(ctx context.Context, userID, reason string)
 // FindUser reads a user by id in any tenant (platform scope): the service
 // API's lookup, which does not know the tenant.
 func (s *Service) FindUser(ctx context.Context, userID string) (*User, error) {
-	var u *User
-	err := s.store.Tx(store.WithPlatform(ctx, "service user lookup"), func(tx *gorm.DB) error {
-		var err error
-		u, err = s.getTx(tx, userID)
-		return err
-	})
-	return u, err
+	return store.Read(store.WithPlatform(ctx, "service user lookup"), s.store, func(tx *gorm.DB) (*User, error) { return s.getTx(tx, userID) })
 }
 
 // CountUsersTx counts the tenant's users that take a seat (all but deleted).

@@ -292,13 +292,23 @@ func (s *Service) getTx(tx *gorm.DB, id string) (*User, error) {
 
 // GetUser reads one user of the tenant in ctx (deleted users included).
 func (s *Service) GetUser(ctx context.Context, id string) (*User, error) {
-	var u *User
-	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
-		var err error
-		u, err = s.getTx(tx, id)
-		return err
-	})
-	return u, err
+	return store.Read(ctx, s.store, func(tx *gorm.DB) (*User, error) { return s.getTx(tx, id) })
+}
+
+// liveUserTx locks the tenant (so changes to its users are serialised, for
+// the last-owner rule) and loads a user that is not deleted.
+func (s *Service) liveUserTx(ctx context.Context, tx *gorm.DB, id string) (*User, error) {
+	if err := s.store.LockTenantTx(tx, store.TenantFrom(ctx)); err != nil {
+		return nil, err
+	}
+	u, err := s.getTx(tx, id)
+	if err != nil {
+		return nil, err
+	}
+	if u.Status == StatusDeleted {
+		return nil, errs.NotFound(errs.CodeUserNotFound, "no user with id %q in this tenant", id)
+	}
+	return u, nil
 }
 
 // UserFilter narrows a user listing.
@@ -365,15 +375,9 @@ func (s *Service) UpdateUser(ctx context.Context, id string, p UserPatch, self b
 		self = true // editing oneself by id follows the /users/me rules
 	}
 	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
-		if err := s.store.LockTenantTx(tx, store.TenantFrom(ctx)); err != nil {
-			return err
-		}
-		u, err := s.getTx(tx, id)
+		u, err := s.liveUserTx(ctx, tx, id)
 		if err != nil {
 			return err
-		}
-		if u.Status == StatusDeleted {
-			return errs.NotFound(errs.CodeUserNotFound, "no user with id %q in this tenant", id)
 		}
 		before := *u
 		if err := s.mayManage(ctx, tx, u, self); err != nil {
@@ -537,15 +541,9 @@ func (s *Service) keepAnOwner(tx *gorm.DB, before, after *User) error {
 func (s *Service) DeleteUser(ctx context.Context, id string) error {
 	var ended []string
 	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
-		if err := s.store.LockTenantTx(tx, store.TenantFrom(ctx)); err != nil {
-			return err
-		}
-		u, err := s.getTx(tx, id)
+		u, err := s.liveUserTx(ctx, tx, id)
 		if err != nil {
 			return err
-		}
-		if u.Status == StatusDeleted {
-			return errs.NotFound(errs.CodeUserNotFound, "no user with id %q in this tenant", id)
 		}
 		if a := actor.From(ctx); a != nil && a.Type == actor.TypeUser && a.ID == u.ID {
 			return errs.Forbidden(errs.CodeForbidden, "you cannot delete your own account; ask another admin")

@@ -648,13 +648,7 @@ func (e *Engine) ListRoles(ctx context.Context) ([]RoleRecord, error) {
 
 // GetRole reads one role.
 func (e *Engine) GetRole(ctx context.Context, id string) (*RoleRecord, error) {
-	var r *RoleRecord
-	err := e.store.Tx(ctx, func(tx *gorm.DB) error {
-		var err error
-		r, err = e.getRoleTx(tx, id)
-		return err
-	})
-	return r, err
+	return store.Read(ctx, e.store, func(tx *gorm.DB) (*RoleRecord, error) { return e.getRoleTx(tx, id) })
 }
 
 // NewAssignment is what assigning a role takes.

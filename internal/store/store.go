@@ -222,3 +222,14 @@ func (s *Store) LockTenantTx(tx *gorm.DB, tenantID string) error {
 	}
 	return tx.Exec("SELECT id FROM tenants WHERE id = ? FOR UPDATE", tenantID).Error
 }
+
+// Read runs fn in a transaction confined to ctx's scope and returns its value.
+func Read[T any](ctx context.Context, s *Store, fn func(tx *gorm.DB) (T, error)) (T, error) {
+	var out T
+	err := s.Tx(ctx, func(tx *gorm.DB) error {
+		var err error
+		out, err = fn(tx)
+		return err
+	})
+	return out, err
+}
