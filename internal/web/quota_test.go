@@ -1,10 +1,13 @@
 package web
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
+
+	"gorm.io/gorm"
 
 	"github.com/tenantgate/tenantgate/internal/store"
 	"github.com/tenantgate/tenantgate/internal/store/storetest"
@@ -133,4 +136,22 @@ func TestEntitlementSnapshot(t *testing.T) {
 			t.Errorf("operator snapshot: %d %s", r.Status, r.Raw)
 		}
 	})
+}
+
+// BenchmarkQuotaReserve measures the quota check at creation (lock, plan,
+// count) inside a transaction, as creating a user runs it.
+func BenchmarkQuotaReserve(b *testing.B) {
+	for _, d := range storetest.Dialects() {
+		b.Run(string(d), func(b *testing.B) {
+			a := newAPI(b, d)
+			x := a.signup("bench-reserve")
+			ctx := store.WithTenant(context.Background(), x.ID)
+			for b.Loop() {
+				err := a.store.Tx(ctx, func(tx *gorm.DB) error { return a.quota.Reserve(ctx, tx, "users") })
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

@@ -5,8 +5,14 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tenantgate/tenantgate/internal/quota"
 	"github.com/tenantgate/tenantgate/internal/store"
@@ -113,5 +119,61 @@ func TestRateLimiterOutage(t *testing.T) {
 		if deps := body["dependencies"].(map[string]any); deps["rateLimiter"] == "healthy" || body["status"] != "degraded" {
 			t.Errorf("failOpen=%v: health during the outage: %v", failOpen, body)
 		}
+	}
+}
+
+// TestTwoServersShareARedisLimit runs two servers (each with its own Redis
+// client, as two processes would) over one database and one Redis, and sends
+// a tenant's requests to both: together they admit the plan's rate, within
+// one request.
+func TestTwoServersShareARedisLimit(t *testing.T) {
+	u := os.Getenv("TENANTGATE_TEST_REDIS_URL")
+	if u == "" {
+		t.Skip("set TENANTGATE_TEST_REDIS_URL") // CI sets it
+	}
+	a := newAPI(t, store.SQLite)
+	x := a.signup("shared-" + strings.ToLower(randomHex(4)))
+	op := a.operator()
+	const n = 20
+	a.want(a.do("PUT", "/api/v1/admin/tenants/"+x.ID+"/entitlements", op, map[string]any{"limits": map[string]int64{"requestsPerMinute": n}}, nil), 200, "")
+	var servers []*httptest.Server
+	for i := 0; i < 2; i++ {
+		opts, err := redis.ParseURL(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := redis.NewClient(opts)
+		defer c.Close()
+		srv := httptest.NewServer(NewServer(Deps{Store: a.store, Tenants: a.tenants, Identity: a.ident, RBAC: a.rbac, Quota: a.quota,
+			PublicURL: "http://tenantgate.test", Limiter: quota.NewGuarded(quota.NewRedisLimiter(c), false, nil)}))
+		defer srv.Close()
+		servers = append(servers, srv)
+	}
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	for i := 0; i < 4*n; i++ {
+		wg.Add(1)
+		go func(srv *httptest.Server) {
+			defer wg.Done()
+			req, _ := http.NewRequest("GET", srv.URL+"/api/v1/tenants/current", nil)
+			req.Header.Set("Authorization", "Bearer "+x.UserToken)
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			res.Body.Close()
+			switch res.StatusCode {
+			case 200:
+				admitted.Add(1)
+			case 429:
+			default:
+				t.Errorf("status %d", res.StatusCode)
+			}
+		}(servers[i%2])
+	}
+	wg.Wait()
+	if got := admitted.Load(); got < n-1 || got > n+1 {
+		t.Errorf("two servers admitted %d of %d requests at a shared limit of %d a minute", got, 4*n, n)
 	}
 }
