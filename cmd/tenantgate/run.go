@@ -294,7 +294,7 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 	if cfg.RedisURL != "" {
 		deps["redis"] = svc.kv
 	}
-	handler := web.NewServer(web.Deps{Log: log, Store: s, Tenants: svc.tenants, Identity: svc.identity, RBAC: svc.rbac, OIDC: svc.oidc, Quota: svc.quota, Limiter: svc.limiter, AuthRatePerMinute: cfg.AuthRatePerMinute,
+	handler := web.NewServer(web.Deps{Log: log, Store: s, Tenants: svc.tenants, Identity: svc.identity, RBAC: svc.rbac, OIDC: svc.oidc, Quota: svc.quota, Limiter: svc.limiter, Counters: svc.kv, AuthRatePerMinute: cfg.AuthRatePerMinute,
 		BaseDomain: cfg.BaseDomain, PublicURL: publicURL, Version: version, StartedAt: time.Now(), Dependencies: deps,
 		ServiceTokens: cfg.ServiceTokens})
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,

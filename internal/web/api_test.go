@@ -17,6 +17,7 @@ import (
 	"github.com/tenantgate/tenantgate/internal/actor"
 	"github.com/tenantgate/tenantgate/internal/identity"
 	"github.com/tenantgate/tenantgate/internal/identity/oidc"
+	"github.com/tenantgate/tenantgate/internal/kv"
 	"github.com/tenantgate/tenantgate/internal/quota"
 	"github.com/tenantgate/tenantgate/internal/rbac"
 	"github.com/tenantgate/tenantgate/internal/secret"
@@ -74,7 +75,7 @@ func newAPIWithPlatformIdP(t testing.TB, d store.Dialect, platform *oidc.Platfor
 	a.url = srv.URL
 	a.oidc = oidc.New(s, a.ident, a.tenants, box, srv.URL, platform)
 	handler = NewServer(Deps{Store: s, Tenants: a.tenants, Identity: a.ident, RBAC: a.rbac, OIDC: a.oidc, Quota: a.quota,
-		Limiter: quota.NewMemoryLimiter(), BaseDomain: testBaseDomain,
+		Limiter: quota.NewMemoryLimiter(), Counters: kv.NewMemory(), BaseDomain: testBaseDomain,
 		PublicURL: "http://tenantgate.test", Version: "test", ServiceTokens: []ServiceToken{{Name: "billing", Token: testServiceToken}}})
 	return a
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/tenantgate/tenantgate/internal/errs"
 	"github.com/tenantgate/tenantgate/internal/identity"
 	"github.com/tenantgate/tenantgate/internal/identity/oidc"
+	"github.com/tenantgate/tenantgate/internal/quota"
 	"github.com/tenantgate/tenantgate/internal/rbac"
 	"github.com/tenantgate/tenantgate/internal/store"
 	"github.com/tenantgate/tenantgate/internal/tenant"
@@ -285,6 +286,9 @@ func (s *server) pipeline(w http.ResponseWriter, r *http.Request, rt route) (con
 				return nil, err
 			}
 		}
+		if err := s.countAPICall(ctx, t.ID, e.Limit("apiCallsPerHour")); err != nil {
+			return nil, err
+		}
 	}
 
 	// 5. Permission: operators hold every one; a tenant principal's come from
@@ -518,6 +522,27 @@ func (s *server) limit(w http.ResponseWriter, ctx context.Context, key string, p
 		}
 		return &errs.Error{Kind: errs.KindRateLimited, Code: errs.CodeRateLimited, RetryAfter: secs,
 			Msg: fmt.Sprintf("too many requests: the limit is %d a minute; try again in %d seconds", d.Limit, secs)}
+	}
+	return nil
+}
+
+// countAPICall counts a tenant's request toward apiCallsPerHour in the
+// shared counters and refuses once the hour's allowance is used.
+func (s *server) countAPICall(ctx context.Context, tenantID string, limit int64) error {
+	if s.Counters == nil || limit == quota.Unlimited {
+		return nil
+	}
+	start := quota.PeriodStart("hour", time.Now())
+	reset := start.Add(time.Hour)
+	n, err := s.Counters.Incr(ctx, "tenant:"+tenantID+":api_calls:"+start.Format("2006010215"), time.Until(reset)+time.Minute)
+	if err != nil {
+		return nil // counting is best effort; the rate limiter guards the service itself
+	}
+	if n > limit {
+		secs := int(time.Until(reset).Seconds()) + 1
+		return &errs.Error{Kind: errs.KindRateLimited, Code: quota.CodeQuotaExceeded, RetryAfter: secs,
+			Msg:    fmt.Sprintf("this organisation's %d API calls for this hour are used up; the allowance resets at %s", limit, reset.Format(time.RFC3339)),
+			Fields: map[string]string{"limit": fmt.Sprint(limit), "used": fmt.Sprint(n - 1), "resetsAt": reset.Format(time.RFC3339)}}
 	}
 	return nil
 }

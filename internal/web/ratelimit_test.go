@@ -177,3 +177,22 @@ func TestTwoServersShareARedisLimit(t *testing.T) {
 		t.Errorf("two servers admitted %d of %d requests at a shared limit of %d a minute", got, 4*n, n)
 	}
 }
+
+// TestAPICallsPerHour: requests count toward the plan's hourly allowance.
+func TestAPICallsPerHour(t *testing.T) {
+	a := newAPI(t, store.SQLite)
+	// Public sign-up is not counted; every request of the tenant's credentials is.
+	su := a.want(a.do("POST", "/api/v1/tenants/signup", "", map[string]any{"slug": "hourly", "name": "Hourly",
+		"ownerEmail": "o@hourly.test", "ownerPassword": pw, "plan": "pro"}, nil), 201, "")
+	x := org{ID: su.str("tenant", "id"), UserToken: su.str("tokens", "accessToken")}
+	op := a.operator()
+	a.want(a.do("PUT", "/api/v1/admin/tenants/"+x.ID+"/entitlements", op, map[string]any{"limits": map[string]int64{"apiCallsPerHour": 3}}, nil), 200, "")
+	for i := 0; i < 3; i++ {
+		a.want(a.do("GET", "/api/v1/tenants/current", x.UserToken, nil, nil), 200, "")
+	}
+	r := a.want(a.do("GET", "/api/v1/tenants/current", x.UserToken, nil, nil), 429, "TENANT_QUOTA_EXCEEDED")
+	if r.Header.Get("Retry-After") == "" || !strings.Contains(r.Raw, `"resetsAt"`) || !strings.Contains(r.Raw, `"limit":"3"`) {
+		t.Errorf("hourly refusal: %s", r.Raw)
+	}
+	a.want(a.do("GET", "/api/v1/users", op, nil, hdr{"X-Tenant-ID": x.ID}), 200, "") // operators are not counted
+}

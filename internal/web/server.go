@@ -14,6 +14,7 @@ import (
 
 	"github.com/tenantgate/tenantgate/internal/identity"
 	"github.com/tenantgate/tenantgate/internal/identity/oidc"
+	"github.com/tenantgate/tenantgate/internal/kv"
 	"github.com/tenantgate/tenantgate/internal/quota"
 	"github.com/tenantgate/tenantgate/internal/rbac"
 	"github.com/tenantgate/tenantgate/internal/store"
@@ -35,6 +36,7 @@ type Deps struct {
 	OIDC              *oidc.Service // single sign-on; nil when not configured
 	Quota             *quota.Service
 	Limiter           quota.RateLimiter // nil: no rate limits
+	Counters          kv.Store          // hourly API-call counters for apiCallsPerHour (nil: not counted)
 	AuthRatePerMinute int               // the auth route class, per client address (0: unlimited)
 	BaseDomain        string            // tenants answer at {slug}.{BaseDomain}
 	PublicURL         string            // where clients reach the server; the token issuer
