@@ -152,6 +152,9 @@ func (s *Service) CreateAPIKey(ctx context.Context, in NewAPIKey) (*APIKey, stri
 	if a.KeyID != "" {
 		return nil, "", errs.Forbidden(errs.CodeForbidden, "an API key cannot create API keys; use a login session")
 	}
+	if a.ImpersonatedBy != "" {
+		return nil, "", errs.Forbidden(errs.CodeForbidden, "an impersonation cannot create API keys: they would outlive it")
+	}
 	f := errs.Fields{}
 	in.Name = strings.TrimSpace(in.Name)
 	if in.Name == "" || len(in.Name) > 100 {

@@ -190,7 +190,7 @@ func (s *Service) Login(ctx context.Context, email, password, code string) (*Use
 // checkLockout refuses an attempt while the account or the source address is locked out.
 func (s *Service) checkLockout(ctx context.Context, acctKey string) error {
 	keys := []string{"lock:" + acctKey}
-	if a := actor.From(ctx); a != nil && a.SourceIP != "" {
+	if a := actor.From(ctx); a != nil && a.SourceIP != "" && a.Type != actor.TypeService {
 		keys = append(keys, "lock:login:ip:"+a.SourceIP)
 	}
 	for _, k := range keys {
@@ -229,7 +229,8 @@ func (s *Service) recordFailure(ctx context.Context, acctKey, tenantID, email st
 	if n, err := s.kv.Incr(ctx, "fail:"+acctKey, s.lockout.Window); err == nil {
 		lock(acctKey, n, s.lockout.AccountAfter, "account")
 	}
-	if a := actor.From(ctx); a != nil && a.SourceIP != "" {
+	// A service validating for many users shares one address: count accounts only.
+	if a := actor.From(ctx); a != nil && a.SourceIP != "" && a.Type != actor.TypeService {
 		ipKey := "login:ip:" + a.SourceIP
 		if n, err := s.kv.Incr(ctx, "fail:"+ipKey, s.lockout.Window); err == nil {
 			lock(ipKey, n, s.lockout.IPAfter, "address")
@@ -282,12 +283,13 @@ func (s *Service) CheckCredentials(ctx context.Context, email, password string) 
 		if err != nil && !store.IsNotFound(err) {
 			return err
 		}
+		found := err == nil && u.PasswordHash != nil // a federated user has no password to validate
 		hash := s.dummyHash
-		if err == nil && u.PasswordHash != nil {
+		if found {
 			hash = *u.PasswordHash
 		}
 		ok, _ := VerifyPassword(password, hash)
-		if err != nil || !ok || u.Status != StatusActive {
+		if !found || !ok || u.Status != StatusActive {
 			return audit.Record(ctx, tx, audit.Entry{TenantID: tenantID, EventType: "auth.credentials_rejected", Resource: "user",
 				ResourceID: u.ID, Action: "validate", Outcome: audit.Failure, Metadata: map[string]any{"email": email}})
 		}

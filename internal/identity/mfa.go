@@ -98,8 +98,14 @@ func (s *Service) verifySecondFactor(tx *gorm.DB, u *User, code string) (bool, e
 		for i, c := range u.RecoveryCodes {
 			if secret.Equal(c, h) {
 				left := append(append([]string{}, u.RecoveryCodes[:i]...), u.RecoveryCodes[i+1:]...)
+				// Compare-and-swap: of two sign-ins racing with one code, one wins.
+				res := tx.Model(&User{}).Where("id = ? AND recovery_codes = ?", u.ID, jsonList(u.RecoveryCodes)).
+					Update("recovery_codes", jsonList(left))
+				if res.Error != nil {
+					return false, res.Error
+				}
 				u.RecoveryCodes = left
-				return true, tx.Model(u).Select("recovery_codes").Updates(u).Error
+				return res.RowsAffected == 1, nil
 			}
 		}
 		return false, nil
@@ -112,8 +118,13 @@ func (s *Service) verifySecondFactor(tx *gorm.DB, u *User, code string) (bool, e
 	if !ok {
 		return false, nil
 	}
+	// Only one sign-in may spend a time step, even two racing with the same code.
+	res := tx.Model(&User{}).Where("id = ? AND totp_last_step < ?", u.ID, step).Update("totp_last_step", step)
+	if res.Error != nil {
+		return false, res.Error
+	}
 	u.TOTPLastStep = step
-	return true, tx.Model(u).Update("totp_last_step", step).Error
+	return res.RowsAffected == 1, nil
 }
 
 // TOTPSetup is the answer of starting two-factor setup.

@@ -499,6 +499,9 @@ func (e *Engine) checkParent(tx *gorm.DB, roleID string, parent *string) error {
 	if _, ok := builtinByID(*parent); ok {
 		return errs.Conflict(CodeRoleHierarchyConflict, "a custom role cannot inherit from a built-in role; copy its permissions instead")
 	}
+	if !store.ValidID(*parent) {
+		return errs.Invalid("the parent role does not exist", map[string]string{"parentRoleId": "is not a role id"})
+	}
 	seen := map[string]bool{roleID: true}
 	for id := *parent; id != ""; {
 		if seen[id] {
@@ -515,6 +518,45 @@ func (e *Engine) checkParent(tx *gorm.DB, roleID string, parent *string) error {
 		id = ""
 		if r.ParentRoleID != nil {
 			id = *r.ParentRoleID
+		}
+	}
+	return nil
+}
+
+// ancestorGrantsTx returns the grants a role inherits through parent.
+func (e *Engine) ancestorGrantsTx(tx *gorm.DB, parent *string) ([]Grant, error) {
+	var out []Grant
+	seen := map[string]bool{}
+	for id := parent; id != nil && *id != "" && !seen[*id]; {
+		seen[*id] = true
+		var r RoleRecord
+		if err := tx.Where("id = ?", *id).Take(&r).Error; err != nil {
+			if store.IsNotFound(err) {
+				return out, nil
+			}
+			return nil, err
+		}
+		out = append(out, r.Grants...)
+		id = r.ParentRoleID
+	}
+	return out, nil
+}
+
+// callerHolds refuses grants the acting user does not hold unconditionally:
+// nobody can create, change or assign a role to get more than they have.
+// A held "res:*" covers every action of res; a granted "res:*" needs "res:*".
+func (e *Engine) callerHolds(ctx context.Context, grants []Grant) error {
+	a := actor.From(ctx)
+	if a == nil || a.Type != actor.TypeUser {
+		return nil // operators, services and the system
+	}
+	mine, err := e.EffectivePermissions(ctx, store.TenantFrom(ctx), a.ID)
+	if err != nil {
+		return err
+	}
+	for _, g := range grants {
+		if !slices.ContainsFunc(mine, func(p string) bool { return matches(p, g.Permission) }) {
+			return errs.Forbidden(CodeInvalidRoleAssignment, "the role would grant %s, which you do not hold", g.Permission)
 		}
 	}
 	return nil
@@ -557,6 +599,13 @@ func (e *Engine) SaveRole(ctx context.Context, id string, in NewRole) (*RoleReco
 		if err := e.checkParent(tx, r.ID, in.ParentRoleID); err != nil {
 			return err
 		}
+		inherited, err := e.ancestorGrantsTx(tx, in.ParentRoleID)
+		if err != nil {
+			return err
+		}
+		if err := e.callerHolds(ctx, append(slices.Clone(in.Permissions), inherited...)); err != nil {
+			return err
+		}
 		r.Name, r.DisplayName, r.Description, r.Level, r.ParentRoleID = in.Name, in.DisplayName, in.Description, in.Level, in.ParentRoleID
 		r.Grants, r.Metadata, r.UpdatedAt, r.Type = in.Permissions, in.Metadata, now, "custom"
 		if r.Grants == nil {
@@ -566,7 +615,6 @@ func (e *Engine) SaveRole(ctx context.Context, id string, in NewRole) (*RoleReco
 			r.Metadata = map[string]any{}
 		}
 		r.IsActive = in.IsActive == nil || *in.IsActive
-		var err error
 		if id == "" {
 			if e.quota != nil {
 				if err := e.quota.Reserve(ctx, tx, "roles"); err != nil {
@@ -683,16 +731,12 @@ func (e *Engine) Assign(ctx context.Context, userID string, in NewAssignment) (*
 		if err != nil {
 			return err
 		}
-		if a != nil && a.Type == actor.TypeUser {
-			mine, err := e.EffectivePermissions(ctx, tenantID, a.ID)
-			if err != nil {
-				return err
-			}
-			for _, g := range r.Grants {
-				if !slices.ContainsFunc(mine, func(p string) bool { return matches(p, g.Permission) }) {
-					return errs.Forbidden(CodeInvalidRoleAssignment, "you cannot assign %s: it grants %s, which you do not hold", r.Name, g.Permission)
-				}
-			}
+		inherited, err := e.ancestorGrantsTx(tx, r.ParentRoleID)
+		if err != nil {
+			return err
+		}
+		if err := e.callerHolds(ctx, append(slices.Clone(r.Grants), inherited...)); err != nil {
+			return errs.Forbidden(CodeInvalidRoleAssignment, "you cannot assign %s: %s", r.Name, err.(*errs.Error).Msg)
 		}
 		by := "system"
 		if a != nil {
@@ -734,6 +778,9 @@ func (e *Engine) Assign(ctx context.Context, userID string, in NewAssignment) (*
 // when the user holds no such assignment (the caller may then look at the
 // user's permanent built-in roles).
 func (e *Engine) Unassign(ctx context.Context, userID, roleID string) (bool, error) {
+	if !store.ValidID(userID) || !store.ValidID(roleID) {
+		return false, errs.NotFound(CodeRoleNotFound, "the user does not hold role %q", roleID)
+	}
 	var found bool
 	err := e.store.Tx(ctx, func(tx *gorm.DB) error {
 		var as Assignment

@@ -63,7 +63,7 @@ var builtins = map[string]Role{
 	RoleOwner: {RoleOwner, 40, []Permission{SelfRead, SelfUpdate, TenantRead, TenantUpdate, UserRead, UserCreate, UserUpdate, UserDelete,
 		UserAssignRole, AuditRead, UsageRead, BillingRead, BillingManage, APIKeyManage, RoleRead, RoleManage, AuthzCheck, SSOManage, UsageWrite}},
 	RoleAdmin: {RoleAdmin, 30, []Permission{SelfRead, SelfUpdate, TenantRead, TenantUpdate, UserRead, UserCreate, UserUpdate, UserDelete,
-		UserAssignRole, AuditRead, UsageRead, APIKeyManage, RoleRead, RoleManage, AuthzCheck, SSOManage, UsageWrite}},
+		UserAssignRole, AuditRead, UsageRead, APIKeyManage, RoleRead, RoleManage, AuthzCheck, UsageWrite}},
 	RoleBillingManager: {RoleBillingManager, 20, []Permission{SelfRead, SelfUpdate, TenantRead, UserRead, UsageRead, BillingRead, BillingManage, RoleRead}},
 	RoleUser:           {RoleUser, 10, []Permission{SelfRead, SelfUpdate, TenantRead, UserRead}},
 }

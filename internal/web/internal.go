@@ -57,6 +57,9 @@ func (s *server) inTenant(r *http.Request, tenantID string) (*http.Request, erro
 	if err != nil {
 		return nil, err
 	}
+	if err := gate(t); err != nil { // a suspended or deleted tenant's users are not valid anywhere
+		return nil, err
+	}
 	ctx := context.WithValue(store.WithTenant(r.Context(), t.ID), keyTenant, t)
 	return r.WithContext(ctx), nil
 }
@@ -98,7 +101,11 @@ func (s *server) svcVerifyToken(w http.ResponseWriter, r *http.Request) error {
 		}
 		tenantID, userID = c.Tenant, c.Subject
 		payload = map[string]any{"sub": c.Subject, "tenant": c.Tenant, "username": c.Username, "email": c.Email, "roles": c.Roles,
-			"permissions": c.Permissions, "iat": c.IssuedAt.Unix(), "exp": c.Expiry.Unix(), "jti": c.ID, "sid": c.SessionID}
+			"permissions": c.Permissions, "iat": c.IssuedAt.Unix(), "exp": c.Expiry.Unix(), "jti": c.ID, "sid": c.SessionID, "amr": c.AMR}
+		if c.Actor != "" { // an impersonation: services must see who acts, and whether only reads are allowed
+			payload["act"] = map[string]any{"sub": c.Actor, "typ": "operator"}
+			payload["read_only"] = c.ReadOnly
+		}
 	}
 	t, err := s.Tenants.Get(r.Context(), tenantID)
 	if err != nil || gate(t) != nil {
@@ -158,6 +165,12 @@ func (s *server) svcValidateCredentials(w http.ResponseWriter, r *http.Request) 
 	}
 	if u == nil {
 		writeJSON(w, http.StatusOK, map[string]any{"valid": false})
+		return nil
+	}
+	if u.TwoFactorEnabled {
+		// A password alone does not sign this user in anywhere.
+		writeJSON(w, http.StatusOK, map[string]any{"valid": false, "mfaRequired": true,
+			"reason": "this user signs in with a second factor; send them through tenantgate's login"})
 		return nil
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"valid": true, "user": u})

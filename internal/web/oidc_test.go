@@ -147,7 +147,8 @@ func TestSSOWithTenantProvider(t *testing.T) {
 		a := newAPI(t, d)
 		x, y := a.signup("hooli-sso"), a.signup("pied-piper")
 		issuer, _ := testIdP(t, a.url+"/api/v1/auth/oidc/callback",
-			person("alice", "alice@hooli.test", ""), person("mallory", "mallory@evil.test", ""), person("xowner", x.OwnerEmail, ""))
+			person("alice", "alice@hooli.test", ""), person("mallory", "mallory@evil.test", ""), person("xowner", x.OwnerEmail, ""),
+			person("xmember", x.UserEmail, ""))
 		// Not configured yet.
 		if r := ssoLogin(t, a, "hooli-sso", "alice"); r.Status != 404 {
 			t.Fatalf("login without a provider: %d %s", r.Status, r.Raw)
@@ -179,9 +180,13 @@ func TestSSOWithTenantProvider(t *testing.T) {
 		if got := a.want(a.do("GET", "/api/v1/users/me", r2.str("accessToken"), nil, nil), 200, "").str("id"); got != me.str("id") {
 			t.Errorf("second sign-in mapped to %s, want %s", got, me.str("id"))
 		}
-		// A verified email of an existing user links to that user.
-		if got := a.want(a.do("GET", "/api/v1/users/me", ssoLogin(t, a, "hooli-sso", "xowner").str("accessToken"), nil, nil), 200, "").str("id"); got != x.OwnerID {
-			t.Errorf("the owner's federated sign-in became %s, want the owner", got)
+		// A verified email of an existing user links to that user...
+		if got := a.want(a.do("GET", "/api/v1/users/me", ssoLogin(t, a, "hooli-sso", "xmember").str("accessToken"), nil, nil), 200, "").str("id"); got != x.UserID {
+			t.Errorf("the member's federated sign-in became %s, want the member", got)
+		}
+		// ...but never an owner's account (the provider is configured by the tenant's own admins).
+		if r := ssoLogin(t, a, "hooli-sso", "xowner"); r.Status != 403 || !strings.Contains(r.Raw, "OIDC_ACCESS_DENIED") {
+			t.Errorf("an owner's account was linked by email: %d %s", r.Status, r.Raw)
 		}
 		// Domain restriction.
 		if r := ssoLogin(t, a, "hooli-sso", "mallory"); r.Status != 403 || !strings.Contains(r.Raw, "OIDC_ACCESS_DENIED") {

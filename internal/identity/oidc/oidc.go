@@ -174,7 +174,12 @@ func (s *Service) platformSettings() *settings {
 // relyingParty returns the (cached) relying party of a provider; creating it
 // reads the provider's discovery document.
 func (s *Service) relyingParty(ctx context.Context, st *settings) (rp.RelyingParty, error) {
-	key := st.issuer + "\x00" + st.clientID
+	// One relying party per configured provider: a tenant that registers
+	// another tenant's issuer and client id must not share (or poison) it.
+	key := "platform"
+	if st.providerID != "" {
+		key = "provider:" + st.providerID
+	}
 	s.mu.Lock()
 	r, ok := s.rps[key]
 	s.mu.Unlock()
@@ -403,17 +408,29 @@ func (s *Service) mapIdentity(ctx context.Context, tx *gorm.DB, t *tenant.Tenant
 	}
 	// A first sign-in: link to the account with the same, verified email, or create one.
 	var u *identity.User
-	if verified, _ := claims["email_verified"].(bool); verified && email != "" {
+	verified, _ := claims["email_verified"].(bool)
+	if verified && email != "" {
 		if u, err = s.ident.FindByEmailTx(tx, email); err != nil {
 			return nil, err
 		}
-		if u != nil && u.Status != identity.StatusActive {
+		switch {
+		case u == nil:
+		case u.Status != identity.StatusActive:
 			return nil, refuse("this account is %s", u.Status)
+		case u.TwoFactorEnabled:
+			// Linking would let whoever runs the provider skip this account's second factor.
+			return nil, refuse("this account uses two-factor authentication; sign in with your password and code")
+		case slices.Contains(u.Roles, rbac.RoleOwner) && st.providerID != "":
+			// A tenant provider is configured by the tenant's admins; it must not become a way into an owner's account.
+			return nil, refuse("an owner's account is not linked to a single sign-on identity automatically")
 		}
 	}
 	if u == nil {
 		if !st.jit {
 			return nil, refuse("no account of this organisation matches; ask an admin to invite you")
+		}
+		if len(st.allowedDomains) > 0 && !verified {
+			return nil, refuse("the identity provider has not verified this email address")
 		}
 		roles := []string{}
 		for _, r := range claimRoles(claims, st.claimRoles) {
@@ -655,7 +672,7 @@ func (s *Service) SaveProvider(ctx context.Context, id string, in NewProvider) (
 		return nil, errs.Internal(err, "save the identity provider")
 	}
 	s.mu.Lock()
-	clear(s.rps) // settings may have changed: discover again
+	delete(s.rps, "provider:"+out.ID) // its settings may have changed: discover again
 	s.mu.Unlock()
 	return out, nil
 }
