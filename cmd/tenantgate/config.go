@@ -17,6 +17,7 @@ type config struct {
 	DataDir         string
 	DatabaseURL     string
 	MigrationURL    string
+	PlatformURL     string
 	AutoMigrate     string // "", "true", "false"
 	BaseDomain      string
 	PublicURL       string
@@ -45,6 +46,7 @@ var envDoc = [][2]string{
 	{"TENANTGATE_DATA_DIR", "where SQLite, the master key and files live (default ./data)"},
 	{"TENANTGATE_DATABASE_URL", "postgres://… to use PostgreSQL as the server's role (default: SQLite in the data dir)"},
 	{"TENANTGATE_MIGRATION_DATABASE_URL", "postgres://… of the schema owner, used by `migrate` (default: the database URL)"},
+	{"TENANTGATE_PLATFORM_DATABASE_URL", "postgres://… of the role for cross-tenant work (operators, jobs); default: the database URL's role"},
 	{"TENANTGATE_AUTO_MIGRATE", "migrate on serve: default true for SQLite, false for PostgreSQL"},
 	{"TENANTGATE_BASE_DOMAIN", "tenants answer at {slug}.{base domain} (default: none)"},
 	{"TENANTGATE_PUBLIC_URL", "URL clients reach the server at; the token issuer (default http://localhost:PORT)"},
@@ -73,6 +75,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c := config{
 		Addr: or(getenv("TENANTGATE_ADDR"), ":8080"), DataDir: or(getenv("TENANTGATE_DATA_DIR"), "data"),
 		DatabaseURL: getenv("TENANTGATE_DATABASE_URL"), MigrationURL: getenv("TENANTGATE_MIGRATION_DATABASE_URL"),
+		PlatformURL: getenv("TENANTGATE_PLATFORM_DATABASE_URL"),
 		AutoMigrate: getenv("TENANTGATE_AUTO_MIGRATE"), BaseDomain: getenv("TENANTGATE_BASE_DOMAIN"),
 		PublicURL: getenv("TENANTGATE_PUBLIC_URL"), MasterKey: getenv("TENANTGATE_MASTER_KEY"),
 		RedisURL: getenv("TENANTGATE_REDIS_URL"), LogFormat: or(getenv("TENANTGATE_LOG_FORMAT"), "text"),

@@ -126,7 +126,7 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 }
 
 func openStore(ctx context.Context, cfg config, log *slog.Logger) (*store.Store, error) {
-	return store.Open(ctx, store.Config{URL: cfg.DatabaseURL, DataDir: cfg.DataDir, Logger: log})
+	return store.Open(ctx, store.Config{URL: cfg.DatabaseURL, PlatformURL: cfg.PlatformURL, DataDir: cfg.DataDir, Logger: log})
 }
 
 // openMigrated opens the store and makes sure its schema is current:
@@ -326,6 +326,7 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 func migrate(ctx context.Context, cfg config, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("migrate", "Apply pending database migrations (as the schema owner), and on PostgreSQL grant the server's role what it needs.", stderr)
 	cfg.storageFlags(fs)
+	fs.StringVar(&cfg.PlatformURL, "platform-url", cfg.PlatformURL, "postgres://… of the platform role (TENANTGATE_PLATFORM_DATABASE_URL)")
 	fs.StringVar(&cfg.MigrationURL, "migration-url", cfg.MigrationURL, "postgres://… of the schema owner (TENANTGATE_MIGRATION_DATABASE_URL; default: --database-url)")
 	status := fs.Bool("status", false, "only print the current and latest version")
 	if help, err := parse(fs, args); help || err != nil {
@@ -358,11 +359,21 @@ func migrate(ctx context.Context, cfg config, args []string, stdout, stderr io.W
 	} else {
 		fmt.Fprintf(stdout, "database %s: applied %d migration(s): %v\n", s.Where(), len(applied), applied)
 	}
-	if appRole := userOf(cfg.DatabaseURL); s.Dialect() == store.Postgres && appRole != "" && appRole != userOf(ownerCfg.DatabaseURL) {
-		if err := s.GrantApp(ctx, appRole); err != nil {
+	if appRole := userOf(cfg.DatabaseURL); s.Dialect() == store.Postgres && appRole != "" {
+		platformRole := userOf(cfg.PlatformURL)
+		if platformRole == "" {
+			platformRole = appRole
+			fmt.Fprintf(stdout, "note: no TENANTGATE_PLATFORM_DATABASE_URL, so %s also does cross-tenant work (single-role mode);\n"+
+				"      give that work its own role so SQL injected into a tenant query cannot reach other tenants\n", appRole)
+		}
+		grantTo := appRole
+		if appRole == userOf(ownerCfg.DatabaseURL) {
+			grantTo = "" // the owner needs no grants
+		}
+		if err := s.GrantApp(ctx, grantTo, platformRole); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "granted data access (no ownership, row-level security applies) to role %s\n", appRole)
+		fmt.Fprintf(stdout, "granted data access (no ownership, row-level security applies) to %s; platform role: %s\n", appRole, platformRole)
 	}
 	return nil
 }

@@ -36,6 +36,7 @@ func envFor(t *testing.T, d store.Dialect, extra map[string]string) func(string)
 		db := storetest.New(t, d)
 		env["TENANTGATE_DATABASE_URL"] = db.URL
 		env["TENANTGATE_MIGRATION_DATABASE_URL"] = db.OwnerURL
+		env["TENANTGATE_PLATFORM_DATABASE_URL"] = db.PlatformURL
 	}
 	if r := os.Getenv("TENANTGATE_TEST_REDIS_URL"); r != "" {
 		env["TENANTGATE_REDIS_URL"] = r // /api/health must then report Redis healthy

@@ -90,20 +90,36 @@ func (s *Store) Status(ctx context.Context) (MigrationStatus, error) {
 // GrantApp gives a PostgreSQL login role what the server needs and nothing
 // more: data access on every table, no ownership, so row-level security
 // applies to it. It is run by `tenantgate migrate` as the owner.
-func (s *Store) GrantApp(ctx context.Context, role string) error {
-	if s.dialect != Postgres || role == "" {
+//
+// platformRole is the role platform-scope work connects as; it gets the same
+// grants and is registered in platform_roles, the only roles whose
+// app.platform_scope row-level security honours. It may equal role
+// (single-role mode) or be empty (no platform role registered).
+func (s *Store) GrantApp(ctx context.Context, role, platformRole string) error {
+	if s.dialect != Postgres {
 		return nil
 	}
-	q := quoteIdent(role)
-	stmts := []string{
-		"GRANT USAGE ON SCHEMA public TO " + q,
-		"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO " + q,
-		"REVOKE INSERT, UPDATE, DELETE ON goose_db_version FROM " + q,
-		"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO " + q,
+	for _, r := range []string{role, platformRole} {
+		if r == "" {
+			continue
+		}
+		q := quoteIdent(r)
+		stmts := []string{
+			"GRANT USAGE ON SCHEMA public TO " + q,
+			"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO " + q,
+			"REVOKE INSERT, UPDATE, DELETE ON goose_db_version FROM " + q,
+			"REVOKE INSERT, UPDATE, DELETE ON platform_roles FROM " + q,
+			"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO " + q,
+		}
+		for _, st := range stmts {
+			if _, err := s.sqlDB.ExecContext(ctx, st); err != nil {
+				return fmt.Errorf("grant %s: %w", r, err)
+			}
+		}
 	}
-	for _, st := range stmts {
-		if _, err := s.sqlDB.ExecContext(ctx, st); err != nil {
-			return fmt.Errorf("grant %s: %w", role, err)
+	if platformRole != "" {
+		if _, err := s.sqlDB.ExecContext(ctx, "INSERT INTO platform_roles (rolname) VALUES ($1) ON CONFLICT DO NOTHING", platformRole); err != nil {
+			return fmt.Errorf("register the platform role %s: %w", platformRole, err)
 		}
 	}
 	return nil

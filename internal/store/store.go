@@ -42,6 +42,10 @@ type Config struct {
 	// SQLite. Empty means SQLite at DataDir/tenantgate.db.
 	URL     string
 	DataDir string
+	// PlatformURL (PostgreSQL) connects platform-scope work (operators,
+	// background jobs) as a role registered in platform_roles; empty: the
+	// URL's own role does it too (single-role mode, see the README).
+	PlatformURL string
 	// MaxOpenConns caps the pool (0: 20 for PostgreSQL, 8 for SQLite).
 	MaxOpenConns int
 	Logger       *slog.Logger
@@ -51,6 +55,8 @@ type Config struct {
 type Store struct {
 	db      *gorm.DB
 	sqlDB   *sql.DB
+	plat    *gorm.DB // platform-scope pool; nil: db
+	platSQL *sql.DB
 	dialect Dialect
 	log     *slog.Logger
 	where   string // a description without credentials, for logs
@@ -70,12 +76,11 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	gcfg := &gorm.Config{
-		Logger:                 logger.Discard,
-		SkipDefaultTransaction: true,
-		NowFunc:                func() time.Time { return time.Now().UTC() },
-		TranslateError:         false,
+	// A gorm.Config holds the plugins registered on it: each pool gets its own.
+	newConfig := func() *gorm.Config {
+		return &gorm.Config{Logger: logger.Discard, SkipDefaultTransaction: true, NowFunc: func() time.Time { return time.Now().UTC() }}
 	}
+	gcfg := newConfig()
 	s := &Store{dialect: DialectOf(cfg.URL), log: log}
 	var dial gorm.Dialector
 	switch s.dialect {
@@ -128,11 +133,38 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("connect to the database %s: %w", s.where, err)
 	}
 	s.db, s.sqlDB = db, sqlDB
+	if s.dialect == Postgres && cfg.PlatformURL != "" {
+		pdb, err := gorm.Open(postgres.New(postgres.Config{DSN: cfg.PlatformURL}), newConfig())
+		if err == nil {
+			err = pdb.Use(tenantPlugin{})
+		}
+		if err != nil {
+			_ = sqlDB.Close()
+			return nil, fmt.Errorf("open the platform connection %s: %w", redactURL(cfg.PlatformURL), err)
+		}
+		psql, err := pdb.DB()
+		if err != nil {
+			return nil, err
+		}
+		psql.SetMaxOpenConns(max(2, maxOpen/4))
+		psql.SetConnMaxIdleTime(5 * time.Minute)
+		if err := psql.PingContext(pingCtx); err != nil {
+			_ = sqlDB.Close()
+			_ = psql.Close()
+			return nil, fmt.Errorf("connect to the platform database %s: %w", redactURL(cfg.PlatformURL), err)
+		}
+		s.plat, s.platSQL = pdb, psql
+	}
 	return s, nil
 }
 
-// Close closes the pool.
-func (s *Store) Close() error { return s.sqlDB.Close() }
+// Close closes the pools.
+func (s *Store) Close() error {
+	if s.platSQL != nil {
+		_ = s.platSQL.Close()
+	}
+	return s.sqlDB.Close()
+}
 
 // Dialect returns the database flavour.
 func (s *Store) Dialect() Dialect { return s.dialect }
@@ -154,7 +186,11 @@ func (s *Store) Tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
 	if scope.TenantID != "" && !ValidID(scope.TenantID) {
 		return fmt.Errorf("tenant scope %q is not a valid id: %w", scope.TenantID, ErrNoTenantScope)
 	}
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	db := s.db
+	if scope.Platform && s.plat != nil {
+		db = s.plat // only the platform role may see across tenants
+	}
+	err := db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if s.dialect == Postgres {
 			switch {
 			case scope.Platform:

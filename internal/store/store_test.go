@@ -174,6 +174,37 @@ func TestRLSAloneIsolates(t *testing.T) {
 			t.Errorf("raw INSERT of a row for the other tenant succeeded; RLS WITH CHECK should refuse it")
 		}
 	}
+	// SQL injected into a tenant's query cannot widen its own view: setting
+	// app.platform_scope from the tenant connection's role changes nothing.
+	for _, tc := range []string{a, b} {
+		var tenants []string
+		storetest.Must(t, s.Tx(store.WithTenant(ctx, tc), func(tx *gorm.DB) error {
+			if err := tx.Exec("SELECT set_config('app.platform_scope', 'on', true)").Error; err != nil {
+				return err
+			}
+			return tx.Raw("SELECT DISTINCT tenant_id::text FROM users").Scan(&tenants).Error
+		}))
+		if diff := cmp.Diff([]string{tc}, tenants); diff != "" {
+			t.Errorf("tenant %s switching platform scope on by SQL sees (-want +got):\n%s", tc, diff)
+		}
+	}
+	// Every tenant table's policy demands the registered platform role.
+	var weak []string
+	storetest.Must(t, s.Tx(ctx, func(tx *gorm.DB) error {
+		return tx.Raw(`SELECT tablename FROM pg_policies WHERE schemaname = 'public' AND tablename IN ?
+			AND (qual NOT LIKE '%platform_roles%' OR with_check NOT LIKE '%platform_roles%')`, store.TenantTables()).Scan(&weak).Error
+	}))
+	if len(weak) > 0 {
+		t.Errorf("tenant tables whose policy honours platform scope from any role: %v", weak)
+	}
+	var policies int64
+	storetest.Must(t, s.Tx(ctx, func(tx *gorm.DB) error {
+		return tx.Raw(`SELECT count(*) FROM pg_policies WHERE schemaname = 'public' AND tablename IN ?`, store.TenantTables()).Scan(&policies).Error
+	}))
+	if int(policies) != len(store.TenantTables()) {
+		t.Errorf("%d tenant-isolation policies for %d tenant tables", policies, len(store.TenantTables()))
+	}
+
 	// No scope at all: raw SQL sees nothing.
 	var n int64
 	storetest.Must(t, s.Tx(ctx, func(tx *gorm.DB) error { return tx.Raw("SELECT count(*) FROM users").Scan(&n).Error }))

@@ -43,9 +43,10 @@ func Each(t *testing.T, fn func(t *testing.T, d store.Dialect)) {
 
 // DB is a migrated database for one test.
 type DB struct {
-	URL      string // the app role's URL (SQLite: the file)
-	OwnerURL string // the migrating owner's URL (SQLite: same)
-	AppRole  string
+	URL         string // the app role's URL (SQLite: the file)
+	OwnerURL    string // the migrating owner's URL (SQLite: same)
+	PlatformURL string // the platform role's URL (PostgreSQL only)
+	AppRole     string
 }
 
 // New creates an empty, migrated database and returns how to reach it.
@@ -78,9 +79,10 @@ func New(t testing.TB, d store.Dialect) DB {
 		t.Fatalf("PostgreSQL at %s is unreachable (%v): start it, or unset %s", base, err, EnvPostgres)
 	}
 	suffix := strings.ReplaceAll(uuid.NewString(), "-", "")[:16]
-	dbName, role := "tg_test_"+suffix, "tg_app_"+suffix
+	dbName, role, platRole := "tg_test_"+suffix, "tg_app_"+suffix, "tg_plat_"+suffix
 	mustExec(t, admin, "CREATE DATABASE "+dbName)
 	mustExec(t, admin, "CREATE ROLE "+role+" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE")
+	mustExec(t, admin, "CREATE ROLE "+platRole+" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE")
 	t.Cleanup(func() {
 		a, err := sql.Open("pgx", base)
 		if err != nil {
@@ -89,6 +91,7 @@ func New(t testing.TB, d store.Dialect) DB {
 		defer a.Close()
 		_, _ = a.Exec("DROP DATABASE IF EXISTS " + dbName + " WITH (FORCE)")
 		_, _ = a.Exec("DROP ROLE IF EXISTS " + role)
+		_, _ = a.Exec("DROP ROLE IF EXISTS " + platRole)
 	})
 	ownerURL := withDB(t, base, dbName, "")
 	owner, err := store.Open(ctx, store.Config{URL: ownerURL, MaxOpenConns: 2})
@@ -99,17 +102,17 @@ func New(t testing.TB, d store.Dialect) DB {
 	if _, err := owner.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := owner.GrantApp(ctx, role); err != nil {
+	if err := owner.GrantApp(ctx, role, platRole); err != nil {
 		t.Fatal(err)
 	}
-	return DB{URL: withDB(t, base, dbName, role), OwnerURL: ownerURL, AppRole: role}
+	return DB{URL: withDB(t, base, dbName, role), OwnerURL: ownerURL, PlatformURL: withDB(t, base, dbName, platRole), AppRole: role}
 }
 
 // Open creates a database as New does and opens a store on it as the app role.
 func Open(t testing.TB, d store.Dialect) *store.Store {
 	t.Helper()
 	db := New(t, d)
-	s, err := store.Open(context.Background(), store.Config{URL: db.URL})
+	s, err := store.Open(context.Background(), store.Config{URL: db.URL, PlatformURL: db.PlatformURL})
 	if err != nil {
 		t.Fatal(err)
 	}
