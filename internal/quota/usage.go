@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -164,15 +166,35 @@ func (s *Service) Ingest(ctx context.Context, evs []Event) (*IngestResult, error
 				ev.OccurredAt = now
 			}
 			ev.OccurredAt = ev.OccurredAt.UTC()
-			ev.Attrs = store.JSON(ev.Attributes)
-			if len(ev.Attrs) == 0 {
-				ev.Attrs = store.JSON("{}")
+			if len(ev.Attributes) == 0 {
+				ev.Attributes = json.RawMessage("{}")
 			}
-			r := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(ev)
-			if r.Error != nil {
-				return r.Error
+		}
+		// One multi-row insert a batch: the ids it returns are the events not
+		// seen before, so duplicates are exact even between concurrent batches.
+		inserted := map[string]bool{}
+		for chunk := range slices.Chunk(evs, 200) {
+			var sb strings.Builder
+			args := make([]any, 0, len(chunk)*7)
+			sb.WriteString("INSERT INTO usage_events (tenant_id, id, meter, value, occurred_at, attributes, received_at) VALUES ")
+			for i, ev := range chunk {
+				if i > 0 {
+					sb.WriteString(", ")
+				}
+				sb.WriteString("(?, ?, ?, ?, ?, ?, ?)")
+				args = append(args, tenantID, ev.ID, ev.Meter, ev.Value, ev.OccurredAt, string(ev.Attributes), now)
 			}
-			if r.RowsAffected == 0 {
+			sb.WriteString(" ON CONFLICT DO NOTHING RETURNING id")
+			var ids []string
+			if err := tx.Raw(sb.String(), args...).Scan(&ids).Error; err != nil {
+				return err
+			}
+			for _, id := range ids {
+				inserted[id] = true
+			}
+		}
+		for _, ev := range evs {
+			if !inserted[ev.ID] {
 				res.Duplicates++
 				continue
 			}

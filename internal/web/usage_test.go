@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -118,3 +119,42 @@ func BenchmarkIngest(b *testing.B) {
 }
 
 type quotaEvent = quota.Event
+
+// TestConcurrentIngestCountsOnce sends the same 50 events in four parallel
+// batches: they are accepted once in total, and the counter adds them once.
+func TestConcurrentIngestCountsOnce(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		x := a.signup("dup-race")
+		ctx := store.WithTenant(context.Background(), x.ID)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		accepted, dups := 0, 0
+		for g := 0; g < 4; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				evs := make([]quotaEvent, 50)
+				for i := range evs {
+					evs[i] = quotaEvent{ID: fmt.Sprintf("e%d", i), Meter: "tokens", Value: 2}
+				}
+				res, err := a.quota.Ingest(ctx, evs)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				accepted, dups = accepted+res.Accepted, dups+res.Duplicates
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		if accepted != 50 || dups != 150 {
+			t.Errorf("accepted %d and %d duplicates, want 50 and 150", accepted, dups)
+		}
+		u := a.want(a.do("GET", "/api/v1/tenants/current/usage", x.OwnerToken, nil, nil), 200, "")
+		if !strings.Contains(u.Raw, `"meter":"tokens","limit":"monthlyTokens","max":10000000,"used":100`) {
+			t.Errorf("the counter after the race: %s", u.Raw)
+		}
+	})
+}
