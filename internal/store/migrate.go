@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"time"
 
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/database"
@@ -201,3 +202,27 @@ func (s *Store) PurgeTenant(ctx context.Context, tenantID string) (map[string]in
 }
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+// retentionTables are the activity records a tenant's data-retention
+// setting applies to, with the column that dates each row.
+var retentionTables = map[string]string{"audit_events": "occurred_at", "usage_events": "occurred_at", "notifications": "created_at"}
+
+// PruneTenant deletes a tenant's activity records older than before, in one
+// transaction confined to that tenant, and returns how many rows went per table.
+func (s *Store) PruneTenant(ctx context.Context, tenantID string, before time.Time) (map[string]int64, error) {
+	if !ValidID(tenantID) || tenantID == PlatformTenantID {
+		return nil, fmt.Errorf("prune: %q is not a tenant id", tenantID)
+	}
+	removed := map[string]int64{}
+	err := s.Tx(WithTenant(ctx, tenantID), func(tx *gorm.DB) error {
+		for table, col := range retentionTables {
+			res := tx.Exec("DELETE FROM "+table+" WHERE tenant_id = ? AND "+col+" < ?", tenantID, before.UTC())
+			if res.Error != nil {
+				return fmt.Errorf("prune %s: %w", table, res.Error)
+			}
+			removed[table] = res.RowsAffected
+		}
+		return nil
+	})
+	return removed, err
+}

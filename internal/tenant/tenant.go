@@ -838,7 +838,35 @@ func (s *Service) ExpireTrials(ctx context.Context, paidPlan func(ctx context.Co
 	return n, nil
 }
 
-// Maintenance is the periodic work: purging deleted tenants and ending trials.
+// ApplyRetention deletes, for every tenant with a data-retention setting,
+// its activity records (audit and usage events, notifications) older than
+// that many days. It returns the rows removed.
+func (s *Service) ApplyRetention(ctx context.Context) (int64, error) {
+	var live []Tenant
+	if err := s.store.Tx(platform(ctx, "retention job"), func(tx *gorm.DB) error {
+		return tx.Select("id", "compliance").Where("status IN ?", []string{StatusTrial, StatusActive, StatusSuspended}).Find(&live).Error
+	}); err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, t := range live {
+		days := t.Compliance.DataRetentionDays
+		if days <= 0 {
+			continue
+		}
+		removed, err := s.store.PruneTenant(ctx, t.ID, s.now().AddDate(0, 0, -days))
+		if err != nil {
+			return total, err
+		}
+		for _, n := range removed {
+			total += n
+		}
+	}
+	return total, nil
+}
+
+// Maintenance is the periodic work: purging deleted tenants, ending trials
+// and applying data retention.
 type Maintenance struct {
 	PaidPlan func(ctx context.Context, plan string) bool
 }
@@ -852,6 +880,11 @@ func (s *Service) RunPurger(ctx context.Context, every time.Duration, m Maintena
 			s.log.Error("the purge job failed; it will try again", "err", err)
 		} else if len(ids) > 0 {
 			s.log.Info("purge job finished", "tenants", len(ids))
+		}
+		if n, err := s.ApplyRetention(ctx); err != nil {
+			s.log.Error("the retention job failed; it will try again", "err", err)
+		} else if n > 0 {
+			s.log.Info("retention removed old activity records", "rows", n)
 		}
 		if m.PaidPlan != nil {
 			if n, err := s.ExpireTrials(ctx, m.PaidPlan); err != nil {

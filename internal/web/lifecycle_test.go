@@ -201,3 +201,34 @@ func TestTrialExpiryAndBillingHook(t *testing.T) {
 		}
 	})
 }
+
+// TestDataRetention: a tenant's activity records older than its retention
+// setting are removed by the maintenance job; other tenants keep theirs.
+func TestDataRetention(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		x, y := a.signup("forgetful"), a.signup("hoarder")
+		a.want(a.do("PATCH", "/api/v1/tenants/current/compliance", x.OwnerToken, map[string]any{"dataRetentionDays": 30}, nil), 200, "")
+		ctx := actor.With(context.Background(), actor.System("test"))
+		old := time.Now().UTC().AddDate(0, 0, -40)
+		for _, tid := range []string{x.ID, y.ID} {
+			storetest.Must(t, a.store.Tx(store.WithTenant(ctx, tid), func(tx *gorm.DB) error {
+				return tx.Exec("UPDATE audit_events SET occurred_at = ? WHERE event_type = ?", old, "tenant.created").Error
+			}))
+		}
+		n, err := a.tenants.ApplyRetention(ctx)
+		storetest.Must(t, err)
+		if n != 1 {
+			t.Errorf("retention removed %d rows, want the one old event of tenant x", n)
+		}
+		if ev := a.want(a.do("GET", "/api/v1/audit?eventType=tenant.created", x.OwnerToken, nil, nil), 200, "").items(); len(ev) != 0 {
+			t.Errorf("x still has its old event: %v", ev)
+		}
+		if ev := a.want(a.do("GET", "/api/v1/audit?eventType=tenant.created", y.OwnerToken, nil, nil), 200, "").items(); len(ev) != 1 {
+			t.Errorf("y (no retention) lost its event: %v", ev)
+		}
+		if ev := a.want(a.do("GET", "/api/v1/audit?eventType=user.created", x.OwnerToken, nil, nil), 200, "").items(); len(ev) == 0 {
+			t.Error("retention removed recent events too")
+		}
+	})
+}
