@@ -373,7 +373,12 @@ func migrate(ctx context.Context, cfg config, args []string, stdout, stderr io.W
 		if err := s.GrantApp(ctx, grantTo, platformRole); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "granted data access (no ownership, row-level security applies) to %s; platform role: %s\n", appRole, platformRole)
+		if grantTo == "" {
+			fmt.Fprintf(stdout, "warning: the server's role %s owns the schema, so row-level security does not bind it;\n"+
+				"         connect the server as a role that owns nothing (TENANTGATE_DATABASE_URL, see the README)\n", appRole)
+		} else {
+			fmt.Fprintf(stdout, "granted data access (no ownership, row-level security applies) to %s; platform role: %s\n", appRole, platformRole)
+		}
 	}
 	return nil
 }
