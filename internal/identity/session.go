@@ -80,9 +80,11 @@ func (s *Service) newRefreshTx(ctx context.Context, tx *gorm.DB, tenantID, sessi
 	return tok, nil
 }
 
+// truncate keeps at most n bytes of s, never cutting a character in half
+// (PostgreSQL refuses invalid UTF-8).
 func truncate(s string, n int) string {
 	if len(s) > n {
-		return s[:n]
+		return strings.ToValidUTF8(s[:n], "")
 	}
 	return s
 }

@@ -617,8 +617,8 @@ func (s *Service) CreateFederatedUserTx(ctx context.Context, tx *gorm.DB, email,
 		return nil, err
 	}
 	now := s.now()
-	u := &User{ID: uuid.Must(uuid.NewV7()).String(), Email: email, Username: usernameFromEmail(email), FirstName: truncate(firstName, 100),
-		LastName: truncate(lastName, 100), Status: StatusActive, Roles: roles, RecoveryCodes: []string{}, CreatedAt: now, UpdatedAt: now}
+	u := &User{ID: uuid.Must(uuid.NewV7()).String(), Email: email, Username: usernameFromEmail(email), FirstName: truncate(stripNUL(firstName), 100),
+		LastName: truncate(stripNUL(lastName), 100), Status: StatusActive, Roles: roles, RecoveryCodes: []string{}, CreatedAt: now, UpdatedAt: now}
 	for i := 0; i < 5; i++ { // usernames are unique; suffix on a clash
 		var n int64
 		if err := tx.Model(&User{}).Where("username = ? AND status <> ?", u.Username, StatusDeleted).Count(&n).Error; err != nil {
@@ -658,3 +658,5 @@ func (s *Service) FindByEmailTx(tx *gorm.DB, email string) (*User, error) {
 
 // GetUserTx reads a user in tx.
 func (s *Service) GetUserTx(tx *gorm.DB, id string) (*User, error) { return s.getTx(tx, id) }
+
+func stripNUL(s string) string { return strings.ReplaceAll(s, "\x00", "") }

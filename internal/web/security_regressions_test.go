@@ -227,3 +227,25 @@ func TestNonUUIDIdsAreNotFound(t *testing.T) {
 		}
 	})
 }
+
+// A provider's long name is shortened on a character boundary (PostgreSQL
+// refuses a cut-through character), and sign-in works.
+func TestFederatedLongNameIsCutCleanly(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		x := a.signup("long-names")
+		p := person("lena", "lena@long-names.test", "")
+		p.FirstName = "a" + strings.Repeat("é", 60) // byte 100 falls inside an "é"
+		issuer, _ := testIdP(t, a.url+"/api/v1/auth/oidc/callback", p)
+		a.want(a.do("POST", "/api/v1/identity-providers", x.OwnerToken, map[string]any{"name": "idp", "issuer": issuer,
+			"clientId": idpClientID, "clientSecret": idpClientSecret}, nil), 201, "")
+		r := ssoLogin(t, a, "long-names", "lena")
+		if r.Status != 200 {
+			t.Fatalf("sign-in with a long name: %d %s", r.Status, r.Raw)
+		}
+		me := a.want(a.do("GET", "/api/v1/users/me", r.str("accessToken"), nil, nil), 200, "")
+		if got := me.str("firstName"); got != "a"+strings.Repeat("é", 49) {
+			t.Errorf("firstName = %q (%d bytes), want the first 99 bytes", got, len(got))
+		}
+	})
+}
