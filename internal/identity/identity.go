@@ -102,6 +102,24 @@ func (s *Service) Signer() *Signer { return s.signer }
 
 var errBadCredentials = errs.Unauthenticated(errs.CodeInvalidCredentials, "the email or password is wrong")
 
+// checkPasswordTx is the one password check of tenant users (login and the
+// service API alike). ok is true only for a live user that has a password
+// and gave it; an unknown user, or a federated one without a password, is
+// checked against a dummy hash so the time taken tells nothing.
+func (s *Service) checkPasswordTx(tx *gorm.DB, email, password string) (u User, ok bool, err error) {
+	err = tx.Where("email = ? AND status <> ?", email, StatusDeleted).Take(&u).Error
+	if err != nil && !store.IsNotFound(err) {
+		return u, false, err
+	}
+	found := err == nil && u.PasswordHash != nil
+	hash := s.dummyHash
+	if found {
+		hash = *u.PasswordHash
+	}
+	match, _ := VerifyPassword(password, hash)
+	return u, found && match, nil
+}
+
 // Login checks a tenant user's password (the tenant comes from ctx's scope)
 // and, when the user has two-factor authentication on, the one-time code,
 // then starts a session. Every attempt is audited; repeated failures lock
@@ -118,21 +136,14 @@ func (s *Service) Login(ctx context.Context, email, password, code string) (*Use
 	var failure error
 	counted := false // whether the failure counts toward a lockout
 	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
-		var u User
-		err := tx.Where("email = ? AND status <> ?", email, StatusDeleted).Take(&u).Error
-		if err != nil && !store.IsNotFound(err) {
+		u, ok, err := s.checkPasswordTx(tx, email, password)
+		if err != nil {
 			return err
 		}
-		found := err == nil && u.PasswordHash != nil
-		hash := s.dummyHash
-		if found {
-			hash = *u.PasswordHash
-		}
-		ok, _ := VerifyPassword(password, hash)
 		reason := ""
 		amr := []string{"pwd"}
 		switch {
-		case !found || !ok:
+		case !ok:
 			reason, failure, counted = "bad_credentials", errBadCredentials, true
 		case u.Status != StatusActive:
 			reason = "account_" + u.Status
@@ -278,18 +289,11 @@ func (s *Service) CheckCredentials(ctx context.Context, email, password string) 
 	}
 	var user *User
 	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
-		var u User
-		err := tx.Where("email = ? AND status <> ?", email, StatusDeleted).Take(&u).Error
-		if err != nil && !store.IsNotFound(err) {
+		u, ok, err := s.checkPasswordTx(tx, email, password)
+		if err != nil {
 			return err
 		}
-		found := err == nil && u.PasswordHash != nil // a federated user has no password to validate
-		hash := s.dummyHash
-		if found {
-			hash = *u.PasswordHash
-		}
-		ok, _ := VerifyPassword(password, hash)
-		if !found || !ok || u.Status != StatusActive {
+		if !ok || u.Status != StatusActive {
 			return audit.Record(ctx, tx, audit.Entry{TenantID: tenantID, EventType: "auth.credentials_rejected", Resource: "user",
 				ResourceID: u.ID, Action: "validate", Outcome: audit.Failure, Metadata: map[string]any{"email": email}})
 		}
