@@ -296,7 +296,6 @@ func (s *server) pipeline(w http.ResponseWriter, r *http.Request, rt route) (con
 	if rt.perm != "" {
 		ok := rbac.Allowed(a, rt.perm)
 		if a != nil && a.Type == actor.TypeUser && t != nil {
-			a.SourceIP = base.SourceIP
 			if ok, err = s.RBAC.Allowed(ctx, a, t.ID, rt.perm); err != nil {
 				return nil, errs.Internal(err, "check permissions")
 			}
@@ -308,7 +307,7 @@ func (s *server) pipeline(w http.ResponseWriter, r *http.Request, rt route) (con
 
 	// 6. Plan feature, for tenant principals.
 	if feature := routeFeatures[rt.method+" "+rt.path]; feature != "" && t != nil && a != nil && !a.IsOperator() && s.Quota != nil {
-		e, err := s.Quota.Entitlements(ctx, t.ID)
+		e, err := s.Quota.Cached(ctx, t.ID)
 		if err != nil {
 			return nil, err
 		}
