@@ -2,7 +2,6 @@ package quota
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"slices"
@@ -20,14 +19,13 @@ import (
 
 // Event is one metered usage event (CloudEvents-style).
 type Event struct {
-	TenantID   string          `gorm:"primaryKey" json:"tenant,omitempty"`
-	ID         string          `gorm:"primaryKey" json:"id"`
-	Meter      string          `json:"meter"`
-	Value      int64           `json:"value"`
-	OccurredAt time.Time       `gorm:"column:occurred_at" json:"time"`
-	Attributes json.RawMessage `gorm:"-" json:"attributes,omitempty"`
-	Attrs      store.JSON      `gorm:"column:attributes" json:"-"`
-	ReceivedAt time.Time       `json:"-"`
+	TenantID   string     `gorm:"primaryKey" json:"tenant,omitempty"`
+	ID         string     `gorm:"primaryKey" json:"id"`
+	Meter      string     `json:"meter"`
+	Value      int64      `json:"value"`
+	OccurredAt time.Time  `gorm:"column:occurred_at" json:"time"`
+	Attributes store.JSON `gorm:"column:attributes" json:"attributes,omitempty"`
+	ReceivedAt time.Time  `json:"-"`
 }
 
 // TableName maps events to usage_events.
@@ -167,7 +165,7 @@ func (s *Service) Ingest(ctx context.Context, evs []Event) (*IngestResult, error
 			}
 			ev.OccurredAt = ev.OccurredAt.UTC()
 			if len(ev.Attributes) == 0 {
-				ev.Attributes = json.RawMessage("{}")
+				ev.Attributes = store.JSON("{}")
 			}
 		}
 		// One multi-row insert a batch: the ids it returns are the events not

@@ -157,7 +157,7 @@ func (s *server) svcUsage(w http.ResponseWriter, r *http.Request) error {
 		if _, err := s.Tenants.Get(r.Context(), e.TenantID); err != nil {
 			return err
 		}
-		byTenant[e.TenantID] = append(byTenant[e.TenantID], quota.Event{ID: e.ID, Meter: e.Meter, Value: e.Value, OccurredAt: e.Timestamp, Attributes: e.Attributes})
+		byTenant[e.TenantID] = append(byTenant[e.TenantID], quota.Event{ID: e.ID, Meter: e.Meter, Value: e.Value, OccurredAt: e.Timestamp, Attributes: store.JSON(e.Attributes)})
 	}
 	out := quota.IngestResult{}
 	for tid, evs := range byTenant {
