@@ -169,3 +169,15 @@ func (f Fields) Err() error {
 	}
 	return Invalid("the request has invalid fields; see details", f)
 }
+
+// Wrap returns err unchanged when it already is an *Error (a refusal the
+// caller should see), and otherwise an internal error around it.
+func Wrap(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := As(err); ok {
+		return err
+	}
+	return Internal(err, format, args...)
+}

@@ -285,10 +285,7 @@ func (s *Service) RevokeAPIKey(ctx context.Context, id string, all bool) error {
 		return audit.Record(ctx, tx, audit.Entry{EventType: "api_key.revoked", Resource: "api_key", ResourceID: k.ID, Action: "delete", Before: k.fill()})
 	})
 	if err != nil {
-		if _, ok := errs.As(err); ok {
-			return err
-		}
-		return errs.Internal(err, "revoke the key")
+		return errs.Wrap(err, "revoke the key")
 	}
 	s.keys.evict(func(e *keyEntry) bool { return e.key.ID == id })
 	return nil

@@ -72,10 +72,7 @@ func (s *Service) CreateOperator(ctx context.Context, email, password, name stri
 			Resource: "operator", ResourceID: o.ID, Action: "create", After: o})
 	})
 	if err != nil {
-		if _, ok := errs.As(err); ok {
-			return nil, err
-		}
-		return nil, errs.Internal(err, "create the operator")
+		return nil, errs.Wrap(err, "create the operator")
 	}
 	return o, nil
 }

@@ -307,10 +307,7 @@ func (s *Service) RevokeOwnSession(ctx context.Context, sid string) error {
 		return audit.Record(ctx, tx, audit.Entry{EventType: "session.revoked", Resource: "session", ResourceID: sid, Action: "revoke"})
 	})
 	if err != nil {
-		if _, ok := errs.As(err); ok {
-			return err
-		}
-		return errs.Internal(err, "revoke the session")
+		return errs.Wrap(err, "revoke the session")
 	}
 	s.markRevoked(sid)
 	return nil
@@ -380,10 +377,7 @@ func (s *Service) Impersonate(ctx context.Context, userID string, readOnly bool,
 			Action: "impersonate", Metadata: map[string]any{"reason": reason, "readOnly": readOnly, "sessionId": c.SessionID}})
 	})
 	if err != nil {
-		if _, ok := errs.As(err); ok {
-			return nil, nil, err
-		}
-		return nil, nil, errs.Internal(err, "impersonate")
+		return nil, nil, errs.Wrap(err, "impersonate")
 	}
 	return out, user, nil
 }

@@ -336,10 +336,7 @@ func (s *Service) SetOverrides(ctx context.Context, tenantID string, o Overrides
 	})
 	s.Invalidate(tenantID)
 	if err != nil {
-		if _, ok := errs.As(err); ok {
-			return nil, err
-		}
-		return nil, errs.Internal(err, "save the overrides")
+		return nil, errs.Wrap(err, "save the overrides")
 	}
 	return s.Entitlements(ctx, tenantID)
 }

@@ -231,10 +231,7 @@ func (s *Service) Ingest(ctx context.Context, evs []Event) (*IngestResult, error
 		return nil
 	})
 	if err != nil {
-		if _, ok := errs.As(err); ok {
-			return nil, err
-		}
-		return nil, errs.Internal(err, "record usage")
+		return nil, errs.Wrap(err, "record usage")
 	}
 	return res, nil
 }

@@ -640,10 +640,7 @@ func (e *Engine) SaveRole(ctx context.Context, id string, in NewRole) (*RoleReco
 	})
 	e.Invalidate(tenantID)
 	if err != nil {
-		if _, ok := errs.As(err); ok {
-			return nil, err
-		}
-		return nil, errs.Internal(err, "save the role")
+		return nil, errs.Wrap(err, "save the role")
 	}
 	return out, nil
 }
@@ -766,10 +763,7 @@ func (e *Engine) Assign(ctx context.Context, userID string, in NewAssignment) (*
 	})
 	e.Invalidate(tenantID)
 	if err != nil {
-		if _, ok := errs.As(err); ok {
-			return nil, err
-		}
-		return nil, errs.Internal(err, "assign the role")
+		return nil, errs.Wrap(err, "assign the role")
 	}
 	return out, nil
 }

@@ -385,10 +385,7 @@ func (s *Service) Create(ctx context.Context, in Signup, provision Provision) (*
 		return audit.Record(ctx, tx, audit.Entry{EventType: "tenant.created", Resource: "tenant", ResourceID: t.ID, Action: "create", After: t})
 	})
 	if err != nil {
-		if _, ok := errs.As(err); ok {
-			return nil, err
-		}
-		return nil, errs.Internal(err, "create the tenant")
+		return nil, errs.Wrap(err, "create the tenant")
 	}
 	return t, nil
 }
@@ -627,10 +624,7 @@ func (s *Service) Update(ctx context.Context, id string, p Patch, operator bool)
 	})
 	s.forget(id)
 	if err != nil {
-		if _, ok := errs.As(err); ok {
-			return nil, err
-		}
-		return nil, errs.Internal(err, "update the tenant")
+		return nil, errs.Wrap(err, "update the tenant")
 	}
 	return out, nil
 }
@@ -718,10 +712,7 @@ func (s *Service) Transition(ctx context.Context, id, action, reason string) (*T
 	})
 	s.forget(id)
 	if err != nil {
-		if _, ok := errs.As(err); ok {
-			return nil, err
-		}
-		return nil, errs.Internal(err, "change the tenant's status")
+		return nil, errs.Wrap(err, "change the tenant's status")
 	}
 	return out, nil
 }

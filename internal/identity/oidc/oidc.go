@@ -319,10 +319,7 @@ func (s *Service) Complete(ctx context.Context, cookie, state, code string) (*id
 			Action: "login", Metadata: map[string]any{"method": "oidc", "issuer": st.issuer}})
 	})
 	if err != nil {
-		if _, ok := errs.As(err); ok {
-			return nil, nil, err
-		}
-		return nil, nil, errs.Internal(err, "complete the sign-in")
+		return nil, nil, errs.Wrap(err, "complete the sign-in")
 	}
 	return user, out, nil
 }
@@ -537,10 +534,7 @@ func (s *Service) VerifyBearer(ctx context.Context, raw string, t *tenant.Tenant
 		return err
 	})
 	if err != nil {
-		if _, ok := errs.As(err); ok {
-			return nil, err
-		}
-		return nil, errs.Internal(err, "map the identity")
+		return nil, errs.Wrap(err, "map the identity")
 	}
 	return &Bearer{User: u, Tenant: t, MFA: slices.Contains(claims.AuthenticationMethodsReferences, "mfa")}, nil
 }
@@ -666,10 +660,7 @@ func (s *Service) SaveProvider(ctx context.Context, id string, in NewProvider) (
 			ResourceID: p.ID, Action: action, Before: before, After: p})
 	})
 	if err != nil {
-		if _, ok := errs.As(err); ok {
-			return nil, err
-		}
-		return nil, errs.Internal(err, "save the identity provider")
+		return nil, errs.Wrap(err, "save the identity provider")
 	}
 	s.mu.Lock()
 	delete(s.rps, "provider:"+out.ID) // its settings may have changed: discover again
