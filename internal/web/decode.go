@@ -151,3 +151,30 @@ func cleanHeader(v string, n int) string {
 	}
 	return v
 }
+
+// decodeOneOrBatch reads either one item or {"events": [...]}, told apart by
+// the top-level key (never by the word appearing somewhere inside).
+func decodeOneOrBatch[T any](r *http.Request) ([]T, error) {
+	raw, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+	if err != nil {
+		return nil, errs.Invalid("the body could not be read", map[string]string{"body": err.Error()})
+	}
+	var top map[string]json.RawMessage
+	if err := decodeBytes(raw, &top); err != nil {
+		return nil, err
+	}
+	if _, batch := top["events"]; batch {
+		var b struct {
+			Events []T `json:"events"`
+		}
+		if err := decodeBytes(raw, &b); err != nil {
+			return nil, err
+		}
+		return b.Events, nil
+	}
+	var one T
+	if err := decodeBytes(raw, &one); err != nil {
+		return nil, err
+	}
+	return []T{one}, nil
+}

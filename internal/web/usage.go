@@ -1,10 +1,8 @@
 package web
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"time"
 
@@ -15,30 +13,8 @@ import (
 	"github.com/tenantgate/tenantgate/internal/tenant"
 )
 
-// readEvents reads one event, or {"events": [...]}.
-func readEvents(r *http.Request) ([]quota.Event, error) {
-	raw, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
-	if err != nil {
-		return nil, errs.Invalid("the body could not be read", map[string]string{"body": err.Error()})
-	}
-	if bytes.Contains(raw, []byte(`"events"`)) {
-		var batch struct {
-			Events []quota.Event `json:"events"`
-		}
-		if err := decodeBytes(raw, &batch); err != nil {
-			return nil, err
-		}
-		return batch.Events, nil
-	}
-	var one quota.Event
-	if err := decodeBytes(raw, &one); err != nil {
-		return nil, err
-	}
-	return []quota.Event{one}, nil
-}
-
 func (s *server) ingestUsage(w http.ResponseWriter, r *http.Request) error {
-	evs, err := readEvents(r)
+	evs, err := decodeOneOrBatch[quota.Event](r)
 	if err != nil {
 		return err
 	}
@@ -117,10 +93,6 @@ func (s *server) adminUsage(w http.ResponseWriter, r *http.Request) error {
 // resourceType, value, timestamp, id?}, or {"events": [...]} with a
 // tenantId on each.
 func (s *server) svcUsage(w http.ResponseWriter, r *http.Request) error {
-	raw, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
-	if err != nil {
-		return errs.Invalid("the body could not be read", map[string]string{"body": err.Error()})
-	}
 	type seedEvent struct {
 		ID           string          `json:"id"`
 		TenantID     string          `json:"tenantId"`
@@ -130,21 +102,9 @@ func (s *server) svcUsage(w http.ResponseWriter, r *http.Request) error {
 		Timestamp    time.Time       `json:"timestamp"`
 		Attributes   json.RawMessage `json:"attributes"`
 	}
-	var list []seedEvent
-	if bytes.Contains(raw, []byte(`"events"`)) {
-		var batch struct {
-			Events []seedEvent `json:"events"`
-		}
-		if err := decodeBytes(raw, &batch); err != nil {
-			return err
-		}
-		list = batch.Events
-	} else {
-		var one seedEvent
-		if err := decodeBytes(raw, &one); err != nil {
-			return err
-		}
-		list = []seedEvent{one}
+	list, err := decodeOneOrBatch[seedEvent](r)
+	if err != nil {
+		return err
 	}
 	byTenant := map[string][]quota.Event{}
 	for _, e := range list {

@@ -158,3 +158,19 @@ func TestConcurrentIngestCountsOnce(t *testing.T) {
 		}
 	})
 }
+
+// TestSingleEventMentioningEvents: a single event is told from a batch by its
+// top-level key, not by the word "events" appearing anywhere in it.
+func TestSingleEventMentioningEvents(t *testing.T) {
+	a := newAPI(t, store.SQLite)
+	x := a.signup("wordy")
+	body := map[string]any{"id": "w1", "meter": "searches", "value": 1, "attributes": map[string]any{"note": "events", "events": 3}}
+	if r := a.want(a.do("POST", "/api/v1/usage/events", x.OwnerToken, body, nil), 202, ""); r.Body["accepted"].(float64) != 1 {
+		t.Errorf("tenant API: %s", r.Raw)
+	}
+	svc := hdr{"X-Service-Token": testServiceToken, "X-Service-Name": "billing"}
+	seed := map[string]any{"id": "w2", "tenantId": x.ID, "resourceType": "searches", "value": 1, "attributes": map[string]any{"events": true}}
+	if r := a.want(a.do("POST", "/internal/metrics/usage", "", seed, svc), 202, ""); r.Body["accepted"].(float64) != 1 {
+		t.Errorf("service API: %s", r.Raw)
+	}
+}
