@@ -302,7 +302,14 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	bg, stopBg := context.WithCancel(ctx)
 	defer stopBg()
-	go svc.tenants.RunPurger(actor.With(bg, actor.System("maintenance")), cfg.PurgeEvery, tenant.Maintenance{PaidPlan: svc.quota.PaidPlan})
+	go svc.tenants.RunPurger(actor.With(bg, actor.System("maintenance")), cfg.PurgeEvery, tenant.Maintenance{PaidPlan: svc.quota.PaidPlan,
+		Jobs: []tenant.Job{{Name: "usage counter pruning", Run: svc.quota.PruneCounters}}})
+	flushed := make(chan struct{})
+	go func() {
+		defer close(flushed)
+		svc.quota.RunAPICallFlusher(actor.With(bg, actor.System("metering")), 10*time.Second, log)
+	}()
+	defer func() { stopBg(); <-flushed }()
 	go svc.identity.RunRevocationSync(bg, 2*time.Second, log)
 
 	errc := make(chan error, 1)

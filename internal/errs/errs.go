@@ -29,6 +29,7 @@ const (
 	KindRateLimited
 	KindUnavailable
 	KindMethodNotAllowed
+	KindPaymentRequired // 402: the balance or a key's budget does not cover the call
 )
 
 // Stable error codes (seed 004 plus the ones tenantgate adds).
@@ -58,6 +59,8 @@ const (
 	CodeTenantScopeRequired    = "TENANT_SCOPE_REQUIRED"
 	CodeServiceUnavailable     = "SERVICE_UNAVAILABLE"
 	CodeLastOwner              = "LAST_OWNER"
+	CodeInsufficientBalance    = "INSUFFICIENT_BALANCE"
+	CodeKeyBudgetExceeded      = "KEY_BUDGET_EXCEEDED"
 )
 
 // Error is the one error type. Msg is shown to callers; Err is for logs only.

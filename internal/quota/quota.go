@@ -97,6 +97,14 @@ type Service struct {
 	// the packages that own them (users by identity, roles by rbac, …).
 	counters map[string]func(tx *gorm.DB) (int64, error)
 	ents     map[string]cachedEnt // tenant id → entitlements, for the hot path
+
+	callsMu sync.Mutex
+	calls   map[callKey]int64 // API calls counted since the last flush
+}
+
+type callKey struct {
+	tenantID string
+	hour     time.Time
 }
 
 type cachedEnt struct {
@@ -141,7 +149,7 @@ const PlanCacheTTL = 10 * time.Second
 // New builds the service.
 func New(s *store.Store) *Service {
 	return &Service{store: s, now: func() time.Time { return time.Now().UTC() }, counters: map[string]func(*gorm.DB) (int64, error){},
-		ents: map[string]cachedEnt{}}
+		ents: map[string]cachedEnt{}, calls: map[callKey]int64{}}
 }
 
 // RegisterCounter says how to count a countable resource inside a tenant's

@@ -154,7 +154,6 @@ func (s *Service) Ingest(ctx context.Context, evs []Event) (*IngestResult, error
 	res := &IngestResult{}
 	now := s.now()
 	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
-		var e *Entitlements
 		adds := map[[2]string]int64{} // meter, period start → added
 		starts := map[[2]string]time.Time{}
 		for i := range evs {
@@ -204,36 +203,43 @@ func (s *Service) Ingest(ctx context.Context, evs []Event) (*IngestResult, error
 				starts[k] = start
 			}
 		}
-		for k, add := range adds {
-			m := MeteredLimits[k[0]]
-			c := counter{TenantID: tenantID, Meter: k[0], Period: m.Period, PeriodStart: starts[k], Value: add}
-			if err := tx.Clauses(clause.OnConflict{
-				Columns:   []clause.Column{{Name: "tenant_id"}, {Name: "meter"}, {Name: "period"}, {Name: "period_start"}},
-				DoUpdates: clause.Assignments(map[string]any{"value": gorm.Expr("usage_counters.value + ?", add)}),
-			}).Create(&c).Error; err != nil {
-				return err
-			}
-			var total int64
-			if err := tx.Model(&counter{}).Select("value").Where("meter = ? AND period = ? AND period_start = ?", k[0], m.Period, starts[k]).
-				Scan(&total).Error; err != nil {
-				return err
-			}
-			if e == nil {
-				var err error
-				if e, err = s.Cached(ctx, tenantID); err != nil {
-					return err
-				}
-			}
-			if err := s.thresholds(ctx, tx, e, k[0], m, starts[k], total-add, total); err != nil {
-				return err
-			}
-		}
-		return nil
+		return s.addCountersTx(ctx, tx, tenantID, adds, starts)
 	})
 	if err != nil {
 		return nil, errs.Wrap(err, "record usage")
 	}
 	return res, nil
+}
+
+// addCountersTx adds to the tenant's period counters (keyed by meter and
+// period start) and records the thresholds each addition crosses.
+func (s *Service) addCountersTx(ctx context.Context, tx *gorm.DB, tenantID string, adds map[[2]string]int64, starts map[[2]string]time.Time) error {
+	var e *Entitlements
+	for k, add := range adds {
+		m := MeteredLimits[k[0]]
+		c := counter{TenantID: tenantID, Meter: k[0], Period: m.Period, PeriodStart: starts[k], Value: add}
+		if err := tx.Clauses(clause.OnConflict{
+			Columns:   []clause.Column{{Name: "tenant_id"}, {Name: "meter"}, {Name: "period"}, {Name: "period_start"}},
+			DoUpdates: clause.Assignments(map[string]any{"value": gorm.Expr("usage_counters.value + ?", add)}),
+		}).Create(&c).Error; err != nil {
+			return err
+		}
+		var total int64
+		if err := tx.Model(&counter{}).Select("value").Where("meter = ? AND period = ? AND period_start = ?", k[0], m.Period, starts[k]).
+			Scan(&total).Error; err != nil {
+			return err
+		}
+		if e == nil {
+			var err error
+			if e, err = s.Cached(ctx, tenantID); err != nil {
+				return err
+			}
+		}
+		if err := s.thresholds(ctx, tx, e, k[0], m, starts[k], total-add, total); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // thresholds records crossing 80 % and 100 % of a metered limit.
@@ -385,4 +391,87 @@ func (s *Service) Aggregate(ctx context.Context, meter string, from, to time.Tim
 		total += r.V
 	}
 	return out, total, nil
+}
+
+// CountAPICall notes one request of the tenant toward its api_calls meter.
+// It only adds to memory; FlushAPICalls writes the sums to the period
+// counters, so the hot path does no database work.
+func (s *Service) CountAPICall(tenantID string) {
+	k := callKey{tenantID, PeriodStart("hour", s.now())}
+	s.callsMu.Lock()
+	s.calls[k]++
+	s.callsMu.Unlock()
+}
+
+// FlushAPICalls adds the API calls counted since the last flush to each
+// tenant's hourly api_calls counter (recording the 80 % and 100 % thresholds
+// as reported events do) and returns how many it wrote. Calls whose write
+// fails are kept for the next flush.
+func (s *Service) FlushAPICalls(ctx context.Context) (int64, error) {
+	s.callsMu.Lock()
+	pending := s.calls
+	s.calls = map[callKey]int64{}
+	s.callsMu.Unlock()
+	var written int64
+	var firstErr error
+	for k, n := range pending {
+		key := [2]string{"api_calls", k.hour.Format(time.RFC3339)}
+		err := s.store.Tx(store.WithTenant(ctx, k.tenantID), func(tx *gorm.DB) error {
+			return s.addCountersTx(ctx, tx, k.tenantID, map[[2]string]int64{key: n}, map[[2]string]time.Time{key: k.hour})
+		})
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			s.callsMu.Lock()
+			s.calls[k] += n
+			s.callsMu.Unlock()
+			continue
+		}
+		written += n
+	}
+	return written, firstErr
+}
+
+// RunAPICallFlusher flushes counted API calls every interval until ctx
+// ends, and once more then, so a clean shutdown loses none.
+func (s *Service) RunAPICallFlusher(ctx context.Context, every time.Duration, log interface{ Error(string, ...any) }) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if _, err := s.FlushAPICalls(context.WithoutCancel(ctx)); err != nil {
+				log.Error("could not write the last API-call counts", "err", err)
+			}
+			return
+		case <-t.C:
+			if _, err := s.FlushAPICalls(ctx); err != nil {
+				log.Error("could not write API-call counts; they are kept for the next try", "err", err)
+			}
+		}
+	}
+}
+
+// Counter retention: the period counters enforce limits only in their own
+// period, so old ones are kept for reports for a while and then removed.
+const (
+	HourCounterRetention  = 35 * 24 * time.Hour // five weeks of hourly counters
+	MonthCounterRetention = 13                  // months of monthly counters
+)
+
+// PruneCounters removes hourly counters older than HourCounterRetention and
+// monthly ones older than MonthCounterRetention months, for every tenant.
+// The events themselves stay (data retention governs them).
+func (s *Service) PruneCounters(ctx context.Context) (int64, error) {
+	now := s.now()
+	var n int64
+	err := s.store.Tx(store.WithPlatform(ctx, "usage counter pruning"), func(tx *gorm.DB) error {
+		r := tx.Where("(period = ? AND period_start < ?) OR (period = ? AND period_start < ?)",
+			"hour", PeriodStart("hour", now.Add(-HourCounterRetention)),
+			"month", PeriodStart("month", now).AddDate(0, -MonthCounterRetention, 0)).Delete(&counter{})
+		n = r.RowsAffected
+		return r.Error
+	})
+	return n, err
 }

@@ -29,6 +29,10 @@ var catalogue = []PermissionInfo{
 	{string(UsageWrite), "usage", "write", "tenant", "report metered usage events", true},
 	{string(BillingRead), "billing", "read", "tenant", "read billing", true},
 	{string(BillingManage), "billing", "manage", "tenant", "manage billing", true},
+	{string(AIInvoke), "ai", "invoke", "tenant", "call the AI gateway's OpenAI-compatible API (/v1/*)", true},
+	{string(ChannelRead), "channel", "read", "tenant", "list the tenant's AI channels and gateway settings", true},
+	{string(ChannelManage), "channel", "manage", "tenant", "add, change, test and delete the tenant's own AI channels (BYOK) and gateway settings", true},
+	{string(AILogRead), "ai_log", "read", "tenant", "read the AI gateway's request log", true},
 	{string(APIKeyManage), "api_key", "manage", "tenant", "list and revoke every API key of the tenant", true},
 }
 

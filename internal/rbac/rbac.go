@@ -34,6 +34,10 @@ const (
 	UsageWrite     Permission = "usage:write"
 	BillingRead    Permission = "billing:read"
 	BillingManage  Permission = "billing:manage"
+	AIInvoke       Permission = "ai:invoke"      // call the AI gateway (/v1/*)
+	ChannelRead    Permission = "channel:read"   // list the tenant's AI channels and gateway settings
+	ChannelManage  Permission = "channel:manage" // add, change, test and delete them (BYOK)
+	AILogRead      Permission = "ai_log:read"    // read the AI gateway's request log
 
 	// ServiceInternal is held only by the tenant's other services (X-Service-Token).
 	ServiceInternal Permission = "service:internal"
@@ -61,11 +65,13 @@ type Role struct {
 
 var builtins = map[string]Role{
 	RoleOwner: {RoleOwner, 40, []Permission{SelfRead, SelfUpdate, TenantRead, TenantUpdate, UserRead, UserCreate, UserUpdate, UserDelete,
-		UserAssignRole, AuditRead, UsageRead, BillingRead, BillingManage, APIKeyManage, RoleRead, RoleManage, AuthzCheck, SSOManage, UsageWrite}},
+		UserAssignRole, AuditRead, UsageRead, BillingRead, BillingManage, APIKeyManage, RoleRead, RoleManage, AuthzCheck, SSOManage, UsageWrite,
+		AIInvoke, ChannelRead, ChannelManage, AILogRead}},
 	RoleAdmin: {RoleAdmin, 30, []Permission{SelfRead, SelfUpdate, TenantRead, TenantUpdate, UserRead, UserCreate, UserUpdate, UserDelete,
-		UserAssignRole, AuditRead, UsageRead, APIKeyManage, RoleRead, RoleManage, AuthzCheck, UsageWrite}},
-	RoleBillingManager: {RoleBillingManager, 20, []Permission{SelfRead, SelfUpdate, TenantRead, UserRead, UsageRead, BillingRead, BillingManage, RoleRead}},
-	RoleUser:           {RoleUser, 10, []Permission{SelfRead, SelfUpdate, TenantRead, UserRead}},
+		UserAssignRole, AuditRead, UsageRead, APIKeyManage, RoleRead, RoleManage, AuthzCheck, UsageWrite,
+		AIInvoke, ChannelRead, ChannelManage, AILogRead}},
+	RoleBillingManager: {RoleBillingManager, 20, []Permission{SelfRead, SelfUpdate, TenantRead, UserRead, UsageRead, BillingRead, BillingManage, RoleRead, AILogRead}},
+	RoleUser:           {RoleUser, 10, []Permission{SelfRead, SelfUpdate, TenantRead, UserRead, AIInvoke}},
 }
 
 // TenantRoles lists the built-in roles a tenant user can hold, highest first.

@@ -857,9 +857,16 @@ func (s *Service) ApplyRetention(ctx context.Context) (int64, error) {
 }
 
 // Maintenance is the periodic work: purging deleted tenants, ending trials
-// and applying data retention.
+// and applying data retention, plus the jobs other packages hand in.
 type Maintenance struct {
 	PaidPlan func(ctx context.Context, plan string) bool
+	Jobs     []Job
+}
+
+// Job is one more periodic task: Run returns how many rows it changed.
+type Job struct {
+	Name string // for the log: "usage counter pruning"
+	Run  func(ctx context.Context) (int64, error)
 }
 
 // RunPurger runs the periodic jobs every interval until ctx ends.
@@ -882,6 +889,13 @@ func (s *Service) RunPurger(ctx context.Context, every time.Duration, m Maintena
 				s.log.Error("the trial expiry job failed; it will try again", "err", err)
 			} else if n > 0 {
 				s.log.Info("trials ended", "tenants", n)
+			}
+		}
+		for _, j := range m.Jobs {
+			if n, err := j.Run(ctx); err != nil {
+				s.log.Error("a maintenance job failed; it will try again", "job", j.Name, "err", err)
+			} else if n > 0 {
+				s.log.Info("maintenance job finished", "job", j.Name, "rows", n)
 			}
 		}
 		select {

@@ -24,6 +24,7 @@ var statusOf = map[errs.Kind]int{
 	errs.KindRateLimited:      http.StatusTooManyRequests,
 	errs.KindUnavailable:      http.StatusServiceUnavailable,
 	errs.KindMethodNotAllowed: http.StatusMethodNotAllowed,
+	errs.KindPaymentRequired:  http.StatusPaymentRequired,
 }
 
 // ServiceName is the "service" of every error body.

@@ -289,6 +289,7 @@ func (s *server) pipeline(w http.ResponseWriter, r *http.Request, rt route) (con
 		if err := s.countAPICall(ctx, t.ID, e.Limit("apiCallsPerHour")); err != nil {
 			return nil, err
 		}
+		s.Quota.CountAPICall(t.ID)
 	}
 
 	// 5. Permission: operators hold every one; a tenant principal's come from

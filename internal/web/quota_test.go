@@ -115,6 +115,7 @@ func TestEntitlementSnapshot(t *testing.T) {
 		a := newAPI(t, d)
 		x, y := a.signup("snappy"), a.signup("other-snap")
 		key := a.want(a.do("POST", "/api/v1/api-keys", x.OwnerToken, map[string]any{"name": "instance", "scopes": []string{"tenant:read"}}, nil), 201, "").str("secret")
+		a.want(a.do("POST", "/api/v1/usage/events", x.OwnerToken, map[string]any{"id": "snap-1", "meter": "tokens", "value": 1234}, nil), 202, "")
 		r := a.do("GET", "/api/v1/tenants/"+x.ID+"/entitlement-snapshot", key, nil, nil)
 		if r.Status != 200 || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/jwt") {
 			t.Fatalf("snapshot: %d %s", r.Status, r.Raw)
@@ -125,7 +126,8 @@ func TestEntitlementSnapshot(t *testing.T) {
 		snap, err := v.Verify([]byte(r.Raw))
 		storetest.Must(t, err)
 		if snap.TenantID != x.ID || snap.Plan != "pro" || !snap.Allows("sso") || snap.TTL != 600 ||
-			snap.Quotas["users"].Used == nil || *snap.Quotas["users"].Used != 2 || snap.Quotas["monthlyTokens"].Period != "month" {
+			snap.Quotas["users"].Used == nil || *snap.Quotas["users"].Used != 2 || snap.Quotas["monthlyTokens"].Period != "month" ||
+			snap.Quotas["monthlyTokens"].Used == nil || *snap.Quotas["monthlyTokens"].Used != 1234 {
 			t.Errorf("snapshot content: %+v", snap)
 		}
 		// It is not an access token, and another tenant's snapshot is not reachable.

@@ -56,6 +56,13 @@ func (s *server) entitlementSnapshot(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
+	periods, err := s.Quota.CurrentPeriods(ctx, t.ID) // metered limits: this period's use
+	if err != nil {
+		return err
+	}
+	for _, p := range periods {
+		used[p.Limit] = p.Used
+	}
 	now := time.Now().UTC().Truncate(time.Second)
 	snap := snapshot.Snapshot{TenantID: t.ID, Plan: e.Plan, Status: t.Status, Isolation: e.Isolation, ValidFrom: now,
 		ValidUntil: now.Add(ttl), Features: e.Features, Quotas: map[string]snapshot.Quota{}, IssuedAt: now, TTL: int(ttl.Seconds())}

@@ -174,3 +174,60 @@ func TestSingleEventMentioningEvents(t *testing.T) {
 		t.Errorf("service API: %s", r.Raw)
 	}
 }
+
+// The server's own API calls reach the api_calls counter (so usage and
+// snapshots show them), per tenant; old counters are pruned.
+func TestAPICallsArePersistedAndPruned(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		x, y := a.signup("callsx"), a.signup("callsy")
+		before, err := a.quota.FlushAPICalls(context.Background()) // what signing up itself called
+		storetest.Must(t, err)
+		for range 3 {
+			a.want(a.do("GET", "/api/v1/users/me", x.OwnerToken, nil, nil), 200, "")
+		}
+		a.want(a.do("GET", "/api/v1/users/me", y.OwnerToken, nil, nil), 200, "")
+		n, err := a.quota.FlushAPICalls(context.Background())
+		storetest.Must(t, err)
+		if n != 4 {
+			t.Errorf("flushed %d calls, want 4", n)
+		}
+		used := func(tok string) string {
+			u := a.want(a.do("GET", "/api/v1/tenants/current/usage", tok, nil, nil), 200, "")
+			i := strings.Index(u.Raw, `"meter":"api_calls"`)
+			if i < 0 {
+				t.Fatalf("no api_calls period: %s", u.Raw)
+			}
+			return u.Raw[i : i+strings.Index(u.Raw[i:], "}")]
+		}
+		// The usage reads are themselves counted after this flush, not before.
+		each := before / 2
+		if got, want := used(x.OwnerToken), fmt.Sprintf(`"used":%d,`, 3+each); !strings.Contains(got, want) {
+			t.Errorf("tenant x: %s, want %s", got, want)
+		}
+		if got, want := used(y.OwnerToken), fmt.Sprintf(`"used":%d,`, 1+each); !strings.Contains(got, want) {
+			t.Errorf("tenant y: %s, want %s", got, want)
+		}
+		// An empty flush writes nothing.
+		if _, err := a.quota.FlushAPICalls(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		// Counters from long ago go; this period's stay.
+		old := quota.PeriodStart("hour", time.Now().Add(-quota.HourCounterRetention-2*time.Hour))
+		oldMonth := quota.PeriodStart("month", time.Now()).AddDate(0, -quota.MonthCounterRetention-1, 0)
+		storetest.Must(t, a.store.Tx(store.WithTenant(context.Background(), x.ID), func(tx *gorm.DB) error {
+			if err := tx.Exec("INSERT INTO usage_counters (tenant_id, meter, period, period_start, value) VALUES (?, 'api_calls', 'hour', ?, 9)", x.ID, old).Error; err != nil {
+				return err
+			}
+			return tx.Exec("INSERT INTO usage_counters (tenant_id, meter, period, period_start, value) VALUES (?, 'tokens', 'month', ?, 9)", x.ID, oldMonth).Error
+		}))
+		removed, err := a.quota.PruneCounters(context.Background())
+		storetest.Must(t, err)
+		if removed != 2 {
+			t.Errorf("pruned %d counters, want the 2 old ones", removed)
+		}
+		if got := used(x.OwnerToken); !strings.Contains(got, `"used":`) || strings.Contains(got, `"used":0`) {
+			t.Errorf("the current period was pruned: %s", got)
+		}
+	})
+}
