@@ -38,6 +38,11 @@ type config struct {
 	// Rate limits.
 	RateLimitFailOpen bool
 	AuthRatePerMinute int
+	// The AI gateway.
+	GatewayMaxAttempts   int
+	GatewayDisableAfter  [2]int // failures of the last N requests that disable a channel
+	GatewayAllowPrivate  bool
+	PaymentWebhookSecret string
 }
 
 // envDoc documents every variable; --help prints it.
@@ -61,6 +66,10 @@ var envDoc = [][2]string{
 	{"TENANTGATE_SERVICE_TOKENS", "credentials of the service API (/internal/*): name=token,name2=token2 (tokens of 32+ characters)"},
 	{"TENANTGATE_RATE_LIMIT_FAIL_OPEN", "when Redis is down: true (default) admits requests unlimited, false refuses them"},
 	{"TENANTGATE_AUTH_RATE_PER_MINUTE", "sign-up, login and refresh requests a minute per client address (default 30; 0 for none)"},
+	{"TENANTGATE_GATEWAY_MAX_ATTEMPTS", "AI gateway: channels tried per request on retryable failures (default 3)"},
+	{"TENANTGATE_GATEWAY_DISABLE_AFTER", "AI gateway: disable a channel after F failures in its last N requests, as F/N (default 10/20)"},
+	{"TENANTGATE_GATEWAY_ALLOW_PRIVATE_UPSTREAMS", "AI gateway: let tenants' own channels reach private and loopback addresses (default false)"},
+	{"TENANTGATE_PAYMENT_WEBHOOK_SECRET", "HMAC secret of the signed payment webhook (POST /api/v1/billing/webhooks/payment); unset: off"},
 	{"TENANTGATE_OIDC_ISSUER", "platform-wide OpenID Connect provider (Zitadel style), e.g. https://acme.zitadel.cloud"},
 	{"TENANTGATE_OIDC_CLIENT_ID", "… its client id"},
 	{"TENANTGATE_OIDC_CLIENT_SECRET", "… its client secret"},
@@ -130,6 +139,21 @@ func loadConfig(getenv func(string) string) (config, error) {
 			problems = append(problems, fmt.Sprintf("TENANTGATE_AUTH_RATE_PER_MINUTE=%q is not a whole number", v))
 		}
 	}
+	c.GatewayMaxAttempts, c.GatewayDisableAfter = 3, [2]int{10, 20}
+	if v := getenv("TENANTGATE_GATEWAY_MAX_ATTEMPTS"); v != "" {
+		if _, err := fmt.Sscanf(v, "%d", &c.GatewayMaxAttempts); err != nil || c.GatewayMaxAttempts < 1 || c.GatewayMaxAttempts > 10 {
+			problems = append(problems, fmt.Sprintf("TENANTGATE_GATEWAY_MAX_ATTEMPTS=%q must be a whole number from 1 to 10", v))
+		}
+	}
+	if v := getenv("TENANTGATE_GATEWAY_DISABLE_AFTER"); v != "" {
+		var f, n int
+		if _, err := fmt.Sscanf(v, "%d/%d", &f, &n); err != nil || f < 1 || n < f || n > 1000 {
+			problems = append(problems, fmt.Sprintf("TENANTGATE_GATEWAY_DISABLE_AFTER=%q must be F/N with 1 <= F <= N <= 1000, e.g. 10/20", v))
+		}
+		c.GatewayDisableAfter = [2]int{f, n}
+	}
+	c.GatewayAllowPrivate = getenv("TENANTGATE_GATEWAY_ALLOW_PRIVATE_UPSTREAMS") == "true"
+	c.PaymentWebhookSecret = getenv("TENANTGATE_PAYMENT_WEBHOOK_SECRET")
 	if iss := getenv("TENANTGATE_OIDC_ISSUER"); iss != "" {
 		c.OIDC = &oidc.Platform{Issuer: strings.TrimSuffix(iss, "/"), ClientID: getenv("TENANTGATE_OIDC_CLIENT_ID"),
 			ClientSecret: getenv("TENANTGATE_OIDC_CLIENT_SECRET"), OrgClaim: getenv("TENANTGATE_OIDC_ORG_CLAIM"),

@@ -16,6 +16,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tenantgate/tenantgate/internal/actor"
+	"github.com/tenantgate/tenantgate/internal/billing"
+	"github.com/tenantgate/tenantgate/internal/gateway"
 	"github.com/tenantgate/tenantgate/internal/identity"
 	"github.com/tenantgate/tenantgate/internal/identity/oidc"
 	"github.com/tenantgate/tenantgate/internal/kv"
@@ -199,6 +201,8 @@ type services struct {
 	oidc     *oidc.Service
 	quota    *quota.Service
 	limiter  *quota.Guarded
+	billing  *billing.Service
+	gateway  *gateway.Service
 	kv       kv.Store
 	close    func()
 }
@@ -238,8 +242,13 @@ func buildServices(ctx context.Context, cfg config, s *store.Store, log *slog.Lo
 	engine = rbac.NewEngine(s, ident, quotas)
 	tenants := tenant.New(s, tcfg, log)
 	fed := oidc.New(s, ident, tenants, box, publicURL, cfg.OIDC)
+	guarded := quota.NewGuarded(limiter, cfg.RateLimitFailOpen, log)
+	bill := billing.New(s, billing.Options{Log: log, WebhookSecret: cfg.PaymentWebhookSecret})
+	gw := gateway.New(s, gateway.Options{Box: box, Log: log, Billing: bill, Meter: quotas, Limiter: guarded, PlanExists: quotas.PlanExists,
+		MaxAttempts: cfg.GatewayMaxAttempts, HealthFailures: cfg.GatewayDisableAfter[0], HealthWindow: cfg.GatewayDisableAfter[1],
+		AllowPrivateUpstreams: cfg.GatewayAllowPrivate})
 	return &services{store: s, tenants: tenants, kv: shared, close: closeFn, identity: ident, rbac: engine, oidc: fed, quota: quotas,
-		limiter: quota.NewGuarded(limiter, cfg.RateLimitFailOpen, log)}, nil
+		limiter: guarded, billing: bill, gateway: gw}, nil
 }
 
 func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Writer) error {
@@ -296,14 +305,17 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 	}
 	handler := web.NewServer(web.Deps{Log: log, Store: s, Tenants: svc.tenants, Identity: svc.identity, RBAC: svc.rbac, OIDC: svc.oidc, Quota: svc.quota, Limiter: svc.limiter, Counters: svc.kv, AuthRatePerMinute: cfg.AuthRatePerMinute,
 		BaseDomain: cfg.BaseDomain, PublicURL: publicURL, Version: version, StartedAt: time.Now(), Dependencies: deps,
-		ServiceTokens: cfg.ServiceTokens})
+		ServiceTokens: cfg.ServiceTokens, Gateway: svc.gateway, Billing: svc.billing})
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
 		WriteTimeout: 120 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	bg, stopBg := context.WithCancel(ctx)
 	defer stopBg()
 	go svc.tenants.RunPurger(actor.With(bg, actor.System("maintenance")), cfg.PurgeEvery, tenant.Maintenance{PaidPlan: svc.quota.PaidPlan,
-		Jobs: []tenant.Job{{Name: "usage counter pruning", Run: svc.quota.PruneCounters}}})
+		Jobs: []tenant.Job{{Name: "usage counter pruning", Run: svc.quota.PruneCounters}, {Name: "AI request log retention", Run: svc.gateway.PruneLogs}}})
+	gwDone := make(chan struct{})
+	go func() { defer close(gwDone); svc.gateway.Run(actor.With(bg, actor.System("gateway"))) }()
+	defer func() { stopBg(); <-gwDone }()
 	flushed := make(chan struct{})
 	go func() {
 		defer close(flushed)

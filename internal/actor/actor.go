@@ -25,12 +25,15 @@ type Actor struct {
 	Roles          []string
 	Permissions    []string
 	SessionID      string
-	TokenID        string // jti
-	KeyID          string // set when the caller used an API key: Permissions are then its scopes
-	KeyRate        int    // the key's own requests per minute (0: none)
-	MFA            bool   // the session was started with a second factor
-	ImpersonatedBy string // the operator acting as this user, if any
-	ReadOnly       bool   // an impersonation that may only read
+	TokenID        string   // jti
+	KeyID          string   // set when the caller used an API key: Permissions are then its scopes
+	KeyRate        int      // the key's own requests per minute (0: none)
+	KeyTokenRate   int      // the key's own AI-gateway tokens per minute (0: none)
+	KeyModels      []string // the key's AI model allowlist (empty: any)
+	KeyBudget      *int64   // the key's AI spending budget in micro-units (nil: none)
+	MFA            bool     // the session was started with a second factor
+	ImpersonatedBy string   // the operator acting as this user, if any
+	ReadOnly       bool     // an impersonation that may only read
 	SourceIP       string
 	UserAgent      string
 	RequestID      string

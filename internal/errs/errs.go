@@ -30,7 +30,39 @@ const (
 	KindUnavailable
 	KindMethodNotAllowed
 	KindPaymentRequired // 402: the balance or a key's budget does not cover the call
+	KindUpstream        // 502: an upstream the server relays to failed
 )
+
+// HTTPStatus is the one table from error kind to HTTP status.
+func (k Kind) HTTPStatus() int {
+	switch k {
+	case KindInvalid:
+		return 400
+	case KindUnauthenticated:
+		return 401
+	case KindPaymentRequired:
+		return 402
+	case KindForbidden:
+		return 403
+	case KindNotFound:
+		return 404
+	case KindMethodNotAllowed:
+		return 405
+	case KindConflict:
+		return 409
+	case KindGone:
+		return 410
+	case KindTooLarge:
+		return 413
+	case KindRateLimited:
+		return 429
+	case KindUnavailable:
+		return 503
+	case KindUpstream:
+		return 502
+	}
+	return 500
+}
 
 // Stable error codes (seed 004 plus the ones tenantgate adds).
 const (

@@ -36,6 +36,7 @@ type APIKey struct {
 	AllowedModels []string   `gorm:"serializer:json" json:"allowedModels"`
 	BudgetMicros  *int64     `json:"-"`
 	RateLimit     *int       `gorm:"column:rate_limit_per_minute" json:"rateLimitPerMinute"`
+	TokenRate     *int       `gorm:"column:tokens_per_minute" json:"tokensPerMinute"`
 	Budget        *string    `gorm:"-" json:"budget"`
 	ExpiresAt     *time.Time `json:"expiresAt"`
 	LastUsedAt    *time.Time `json:"lastUsedAt"`
@@ -72,6 +73,7 @@ type NewAPIKey struct {
 	AllowedModels []string   `json:"allowedModels"`      // for the AI gateway; empty: all the tenant may use
 	Budget        *string    `json:"budget"`             // for the AI gateway, e.g. "25.00"; null: no per-key budget
 	RateLimit     *int       `json:"rateLimitPerMinute"` // this key's own request rate; null: the tenant's
+	TokenRate     *int       `json:"tokensPerMinute"`    // for the AI gateway: this key's own token rate; null: the tenant's
 }
 
 // API keys read "tg_" + base64url(32 random bytes ‖ the 16-byte tenant id):
@@ -199,6 +201,9 @@ func (s *Service) CreateAPIKey(ctx context.Context, in NewAPIKey) (*APIKey, stri
 		v := int64(m)
 		budget = &v
 	}
+	if in.TokenRate != nil && (*in.TokenRate < 1 || *in.TokenRate > 1_000_000_000) {
+		f.Add("tokensPerMinute", "must be from 1 to 1000000000, or null for the tenant's rate")
+	}
 	if in.RateLimit != nil && (*in.RateLimit < 1 || *in.RateLimit > 1_000_000) {
 		f.Add("rateLimitPerMinute", "must be from 1 to 1000000, or null")
 	}
@@ -211,7 +216,7 @@ func (s *Service) CreateAPIKey(ctx context.Context, in NewAPIKey) (*APIKey, stri
 		return nil, "", errs.Internal(err, "make the key")
 	}
 	k := &APIKey{ID: uuid.Must(uuid.NewV7()).String(), UserID: a.ID, Name: in.Name, Prefix: sec[:11], SecretHash: secret.Hash(sec),
-		Scopes: clean, IPAllowlist: cidrs, AllowedModels: models, BudgetMicros: budget, RateLimit: in.RateLimit, CreatedAt: now}
+		Scopes: clean, IPAllowlist: cidrs, AllowedModels: models, BudgetMicros: budget, RateLimit: in.RateLimit, TokenRate: in.TokenRate, CreatedAt: now}
 	if in.ExpiresAt != nil {
 		e := in.ExpiresAt.UTC()
 		k.ExpiresAt = &e

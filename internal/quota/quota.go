@@ -34,7 +34,7 @@ const (
 // Features and limits known to the server; plans may carry others.
 var (
 	Features = []string{"apiAccess", "customDomain", "sso", "auditExport", "whiteLabel", "analytics", "byok", "dedicatedDatabase", "dedicatedInstance"}
-	Limits   = []string{"users", "apiKeys", "roles", "customDomains", "webhooks", "storageBytes", "requestsPerMinute", "apiCallsPerHour", "monthlyTokens", "monthlyMessages"}
+	Limits   = []string{"users", "apiKeys", "roles", "customDomains", "webhooks", "storageBytes", "requestsPerMinute", "apiCallsPerHour", "monthlyTokens", "monthlyMessages", "tokensPerMinute"}
 )
 
 // Plan is one entry of the catalogue.
@@ -100,6 +100,14 @@ type Service struct {
 
 	callsMu sync.Mutex
 	calls   map[callKey]int64 // API calls counted since the last flush
+
+	periodsMu sync.Mutex
+	periods   map[string]cachedPeriods // tenant id → current periods, for the AI gateway's hot path
+}
+
+type cachedPeriods struct {
+	uses []PeriodUse
+	exp  time.Time
 }
 
 type callKey struct {
@@ -149,7 +157,7 @@ const PlanCacheTTL = 10 * time.Second
 // New builds the service.
 func New(s *store.Store) *Service {
 	return &Service{store: s, now: func() time.Time { return time.Now().UTC() }, counters: map[string]func(*gorm.DB) (int64, error){},
-		ents: map[string]cachedEnt{}, calls: map[callKey]int64{}}
+		ents: map[string]cachedEnt{}, calls: map[callKey]int64{}, periods: map[string]cachedPeriods{}}
 }
 
 // RegisterCounter says how to count a countable resource inside a tenant's

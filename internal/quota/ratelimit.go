@@ -2,6 +2,7 @@ package quota
 
 import (
 	"context"
+	"github.com/tenantgate/tenantgate/internal/errs"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,8 @@ type Decision struct {
 // with a burst of the same size.
 type RateLimiter interface {
 	Allow(ctx context.Context, key string, perMinute int) (Decision, error)
+	// AllowN admits n units at once (tokens, for the AI gateway's token rates).
+	AllowN(ctx context.Context, key string, perMinute, n int) (Decision, error)
 }
 
 // MemoryLimiter is GCRA in process memory: for a single server process.
@@ -40,7 +43,12 @@ func NewMemoryLimiter() *MemoryLimiter {
 }
 
 // Allow implements RateLimiter.
-func (m *MemoryLimiter) Allow(_ context.Context, key string, perMinute int) (Decision, error) {
+func (m *MemoryLimiter) Allow(ctx context.Context, key string, perMinute int) (Decision, error) {
+	return m.AllowN(ctx, key, perMinute, 1)
+}
+
+// AllowN implements RateLimiter.
+func (m *MemoryLimiter) AllowN(_ context.Context, key string, perMinute, n int) (Decision, error) {
 	if perMinute <= 0 {
 		return Decision{Allowed: false, Limit: 0}, nil
 	}
@@ -53,7 +61,7 @@ func (m *MemoryLimiter) Allow(_ context.Context, key string, perMinute int) (Dec
 	if tat.Before(now) {
 		tat = now
 	}
-	newTat := tat.Add(interval)
+	newTat := tat.Add(time.Duration(n) * interval)
 	allowAt := newTat.Add(-burst)
 	if now.Before(allowAt) {
 		return Decision{Allowed: false, Limit: perMinute, Remaining: 0, RetryAfter: allowAt.Sub(now), ResetAfter: tat.Sub(now)}, nil
@@ -82,7 +90,12 @@ func NewRedisLimiter(c redis.UniversalClient) *RedisLimiter {
 
 // Allow implements RateLimiter.
 func (r *RedisLimiter) Allow(ctx context.Context, key string, perMinute int) (Decision, error) {
-	res, err := r.l.Allow(ctx, key, redis_rate.PerMinute(perMinute))
+	return r.AllowN(ctx, key, perMinute, 1)
+}
+
+// AllowN implements RateLimiter.
+func (r *RedisLimiter) AllowN(ctx context.Context, key string, perMinute, n int) (Decision, error) {
+	res, err := r.l.AllowN(ctx, key, redis_rate.PerMinute(perMinute), n)
 	if err != nil {
 		return Decision{}, err
 	}
@@ -118,9 +131,23 @@ func (e ErrLimiterDown) Error() string { return "rate limiter unavailable: " + e
 
 // Allow implements RateLimiter with the failure policy.
 func (g *Guarded) Allow(ctx context.Context, key string, perMinute int) (Decision, error) {
+	return g.AllowN(ctx, key, perMinute, 1)
+}
+
+// AllowTokens is AllowN for the AI gateway's token rates.
+func (g *Guarded) AllowTokens(ctx context.Context, key string, perMinute, n int) (bool, time.Duration, error) {
+	d, err := g.AllowN(ctx, key, perMinute, n)
+	if err != nil {
+		return false, 0, errs.E(errs.KindUnavailable, errs.CodeServiceUnavailable, "rate limits cannot be checked right now; try again shortly")
+	}
+	return d.Allowed, d.RetryAfter, nil
+}
+
+// AllowN implements RateLimiter with the failure policy.
+func (g *Guarded) AllowN(ctx context.Context, key string, perMinute, n int) (Decision, error) {
 	ctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
 	defer cancel()
-	d, err := g.inner.Allow(ctx, key, perMinute)
+	d, err := g.inner.AllowN(ctx, key, perMinute, n)
 	if err != nil {
 		if !g.down.Swap(true) {
 			g.log.Error("the rate limiter's store is unreachable", "failOpen", g.failOpen, "err", err)

@@ -95,6 +95,10 @@ func TestRedisSharedLimit(t *testing.T) {
 
 type failing struct{ err atomic.Pointer[error] }
 
+func (f *failing) AllowN(ctx context.Context, key string, perMinute, _ int) (Decision, error) {
+	return f.Allow(ctx, key, perMinute)
+}
+
 func (f *failing) Allow(ctx context.Context, key string, perMinute int) (Decision, error) {
 	if e := f.err.Load(); e != nil {
 		return Decision{}, *e

@@ -327,10 +327,7 @@ func (s *Service) CheckPeriod(ctx context.Context, tenantID, meter string, amoun
 			continue
 		}
 		if u.Max != Unlimited && u.Used+amount > u.Max {
-			secs := int(time.Until(u.ResetsAt).Seconds()) + 1
-			return &u, &errs.Error{Kind: errs.KindRateLimited, Code: CodeQuotaExceeded, RetryAfter: secs,
-				Msg:    fmt.Sprintf("the %s limit of %d this %s is used up (%d used); it resets at %s", m.Limit, u.Max, m.Period, u.Used, u.ResetsAt.Format(time.RFC3339)),
-				Fields: map[string]string{"limit": fmt.Sprint(u.Max), "used": fmt.Sprint(u.Used), "resetsAt": u.ResetsAt.Format(time.RFC3339)}}
+			return &u, exceeded(m, u)
 		}
 		return &u, nil
 	}
@@ -474,4 +471,71 @@ func (s *Service) PruneCounters(ctx context.Context) (int64, error) {
 		return r.Error
 	})
 	return n, err
+}
+
+// periodCacheTTL bounds how stale the AI gateway's view of the current
+// periods may be; the counters themselves are exact.
+const periodCacheTTL = 5 * time.Second
+
+// AddMeteredTx adds values (meter → amount) to the tenant's counters of the
+// current period inside tx, recording thresholds, and adds them to the cached
+// view so this process sees its own use at once.
+func (s *Service) AddMeteredTx(ctx context.Context, tx *gorm.DB, tenantID string, values map[string]int64) error {
+	now := s.now()
+	adds, starts := map[[2]string]int64{}, map[[2]string]time.Time{}
+	for meter, v := range values {
+		m, ok := MeteredLimits[meter]
+		if !ok || v <= 0 {
+			continue
+		}
+		start := PeriodStart(m.Period, now)
+		k := [2]string{meter, start.Format(time.RFC3339)}
+		adds[k], starts[k] = v, start
+	}
+	if err := s.addCountersTx(ctx, tx, tenantID, adds, starts); err != nil {
+		return err
+	}
+	s.periodsMu.Lock()
+	if c, ok := s.periods[tenantID]; ok {
+		for i := range c.uses {
+			c.uses[i].Used += values[c.uses[i].Meter]
+		}
+	}
+	s.periodsMu.Unlock()
+	return nil
+}
+
+// AllowsMetered refuses (429 TENANT_QUOTA_EXCEEDED) when amount more of
+// meter does not fit the current period. It reads the periods from a cache
+// of at most periodCacheTTL, so the hot path rarely touches the database.
+func (s *Service) AllowsMetered(ctx context.Context, tenantID, meter string, amount int64) error {
+	s.periodsMu.Lock()
+	c, ok := s.periods[tenantID]
+	s.periodsMu.Unlock()
+	if !ok || s.now().After(c.exp) {
+		uses, err := s.CurrentPeriods(ctx, tenantID)
+		if err != nil {
+			return err
+		}
+		c = cachedPeriods{uses: uses, exp: s.now().Add(periodCacheTTL)}
+		s.periodsMu.Lock()
+		s.periods[tenantID] = c
+		s.periodsMu.Unlock()
+	}
+	s.periodsMu.Lock()
+	defer s.periodsMu.Unlock()
+	for _, u := range c.uses {
+		if u.Meter == meter && u.Max != Unlimited && u.Used+amount > u.Max {
+			return exceeded(MeteredLimits[meter], u)
+		}
+	}
+	return nil
+}
+
+// exceeded is the 429 TENANT_QUOTA_EXCEEDED of a used-up period.
+func exceeded(m MeteredLimit, u PeriodUse) error {
+	secs := int(time.Until(u.ResetsAt).Seconds()) + 1
+	return &errs.Error{Kind: errs.KindRateLimited, Code: CodeQuotaExceeded, RetryAfter: secs,
+		Msg:    fmt.Sprintf("the %s limit of %d this %s is used up (%d used); it resets at %s", m.Limit, u.Max, m.Period, u.Used, u.ResetsAt.Format(time.RFC3339)),
+		Fields: map[string]string{"limit": fmt.Sprint(u.Max), "used": fmt.Sprint(u.Used), "resetsAt": u.ResetsAt.Format(time.RFC3339)}}
 }

@@ -19,7 +19,7 @@ var migrationFS embed.FS
 // TenantTables lists every tenant-owned table, children before parents, in
 // the order a purge deletes them. A test proves it matches the schema, so a
 // new tenant table cannot be forgotten here.
-var tenantTables = []string{"notifications", "usage_counters", "usage_events", "audit_events", "refresh_tokens", "api_keys", "user_roles", "roles", "identity_links", "identity_providers", "users"}
+var tenantTables = []string{"ai_request_logs", "ai_settings", "ai_channels", "ledger_entries", "key_spend", "model_prices", "billing_accounts", "notifications", "usage_counters", "usage_events", "audit_events", "refresh_tokens", "api_keys", "user_roles", "roles", "identity_links", "identity_providers", "users"}
 
 // TenantTables returns the tenant-owned tables (RLS-protected on PostgreSQL).
 func TenantTables() []string { return append([]string(nil), tenantTables...) }

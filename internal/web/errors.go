@@ -9,23 +9,8 @@ import (
 	"time"
 
 	"github.com/tenantgate/tenantgate/internal/errs"
+	"github.com/tenantgate/tenantgate/internal/gateway"
 )
-
-// statusOf is the one table from error kind to HTTP status.
-var statusOf = map[errs.Kind]int{
-	errs.KindInternal:         http.StatusInternalServerError,
-	errs.KindInvalid:          http.StatusBadRequest,
-	errs.KindUnauthenticated:  http.StatusUnauthorized,
-	errs.KindForbidden:        http.StatusForbidden,
-	errs.KindNotFound:         http.StatusNotFound,
-	errs.KindConflict:         http.StatusConflict,
-	errs.KindGone:             http.StatusGone,
-	errs.KindTooLarge:         http.StatusRequestEntityTooLarge,
-	errs.KindRateLimited:      http.StatusTooManyRequests,
-	errs.KindUnavailable:      http.StatusServiceUnavailable,
-	errs.KindMethodNotAllowed: http.StatusMethodNotAllowed,
-	errs.KindPaymentRequired:  http.StatusPaymentRequired,
-}
 
 // ServiceName is the "service" of every error body.
 const ServiceName = "tenantgate"
@@ -50,7 +35,15 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if !ok {
 		e = errs.Internal(err, "")
 	}
-	status := statusOf[e.Kind]
+	status := e.Kind.HTTPStatus()
+	if isOpenAIPath(r.URL.Path) {
+		var up *gateway.UpstreamReply
+		if e.Kind == errs.KindInternal && !errors.As(err, &up) {
+			s.log.ErrorContext(r.Context(), "request failed", "err", err, "requestId", requestID(r.Context()), "method", r.Method, "path", r.URL.Path)
+		}
+		gateway.WriteError(w, status, err, requestID(r.Context()))
+		return
+	}
 	msg := e.Msg
 	if e.Kind == errs.KindInternal {
 		msg = "something went wrong on our side; try again, and quote the request id if it persists"

@@ -428,6 +428,10 @@ func (s *server) authenticate(r *http.Request, base *actor.Actor) (*actor.Actor,
 		if p.Key.RateLimit != nil {
 			a.KeyRate = *p.Key.RateLimit
 		}
+		if p.Key.TokenRate != nil {
+			a.KeyTokenRate = *p.Key.TokenRate
+		}
+		a.KeyModels, a.KeyBudget = p.Key.AllowedModels, p.Key.BudgetMicros
 		return &a, nil
 	}
 	if s.OIDC != nil {

@@ -88,6 +88,10 @@ func TestAuthRouteClassLimit(t *testing.T) {
 
 type downLimiter struct{}
 
+func (d downLimiter) AllowN(ctx context.Context, key string, perMinute, _ int) (quota.Decision, error) {
+	return d.Allow(ctx, key, perMinute)
+}
+
 func (downLimiter) Allow(context.Context, string, int) (quota.Decision, error) {
 	return quota.Decision{}, errors.New("dial tcp 127.0.0.1:6379: connection refused")
 }

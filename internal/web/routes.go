@@ -3,6 +3,7 @@ package web
 import (
 	"net/http"
 
+	"github.com/tenantgate/tenantgate/internal/gateway/wire"
 	"github.com/tenantgate/tenantgate/internal/rbac"
 )
 
@@ -82,6 +83,42 @@ func (s *server) routes() []route {
 		// Audit log: a tenant's own; operators see every tenant's.
 		{http.MethodGet, "/api/v1/audit", authenticated, rbac.AuditRead, s.listAudit},
 
+		// The AI gateway: OpenAI's API for a tenant's keys (errors in OpenAI's shape).
+		{http.MethodPost, "/v1/chat/completions", tenantScoped, rbac.AIInvoke, s.relay(wire.OpChat)},
+		{http.MethodPost, "/v1/completions", tenantScoped, rbac.AIInvoke, s.relay(wire.OpCompletion)},
+		{http.MethodPost, "/v1/embeddings", tenantScoped, rbac.AIInvoke, s.relay(wire.OpEmbedding)},
+		{http.MethodGet, "/v1/models", tenantScoped, rbac.AIInvoke, s.listModels},
+		{http.MethodGet, "/v1/models/{model...}", tenantScoped, rbac.AIInvoke, s.getModel},
+		// The tenant's own channels (BYOK), gateway settings and request log.
+		{http.MethodGet, "/api/v1/channels", tenantScoped, rbac.ChannelRead, s.listChannels(false)},
+		{http.MethodPost, "/api/v1/channels", tenantScoped, rbac.ChannelManage, s.createChannel(false)},
+		{http.MethodGet, "/api/v1/channels/{id}", tenantScoped, rbac.ChannelRead, s.getChannel(false)},
+		{http.MethodPatch, "/api/v1/channels/{id}", tenantScoped, rbac.ChannelManage, s.patchChannel(false)},
+		{http.MethodDelete, "/api/v1/channels/{id}", tenantScoped, rbac.ChannelManage, s.deleteChannel(false)},
+		{http.MethodPost, "/api/v1/channels/{id}/test", tenantScoped, rbac.ChannelManage, s.testChannel(false)},
+		{http.MethodGet, "/api/v1/gateway/settings", tenantScoped, rbac.ChannelRead, s.getGatewaySettings},
+		{http.MethodPatch, "/api/v1/gateway/settings", tenantScoped, rbac.ChannelManage, s.patchGatewaySettings},
+		{http.MethodGet, "/api/v1/logs", tenantScoped, rbac.AILogRead, s.listAILogs},
+
+		// Billing: balances, ledger, prices, top-ups, redemption codes.
+		{http.MethodGet, "/api/v1/billing/balance", tenantScoped, rbac.BillingRead, s.bill(s.billingBalance)},
+		{http.MethodGet, "/api/v1/billing/ledger", tenantScoped, rbac.BillingRead, s.bill(s.billingLedger)},
+		{http.MethodGet, "/api/v1/billing/prices", tenantScoped, rbac.BillingRead, s.bill(s.billingPrices)},
+		{http.MethodPut, "/api/v1/billing/settings", tenantScoped, rbac.BillingManage, s.bill(s.billingSettings)},
+		{http.MethodPost, "/api/v1/billing/redeem", tenantScoped, rbac.BillingManage, s.bill(s.billingRedeem)},
+		{http.MethodPost, "/api/v1/billing/webhooks/payment", public, "", s.bill(s.billingPaymentWebhook)}, // signed (X-Tenantgate-Signature)
+		{http.MethodGet, "/api/v1/admin/prices", platformOnly, rbac.PlatformTenants, s.bill(s.adminListPrices)},
+		{http.MethodGet, "/api/v1/admin/prices/{model...}", platformOnly, rbac.PlatformTenants, s.bill(s.adminGetPrice)},
+		{http.MethodPut, "/api/v1/admin/prices/{model...}", platformOnly, rbac.PlatformTenants, s.bill(s.adminPutPrice)},
+		{http.MethodDelete, "/api/v1/admin/prices/{model...}", platformOnly, rbac.PlatformTenants, s.bill(s.adminDeletePrice)},
+		{http.MethodGet, "/api/v1/admin/tenants/{id}/prices", platformOnly, rbac.PlatformTenants, s.bill(s.adminTenantPrices)},
+		{http.MethodPut, "/api/v1/admin/tenants/{id}/prices/{model...}", platformOnly, rbac.PlatformTenants, s.bill(s.adminPutTenantPrice)},
+		{http.MethodDelete, "/api/v1/admin/tenants/{id}/prices/{model...}", platformOnly, rbac.PlatformTenants, s.bill(s.adminDeleteTenantPrice)},
+		{http.MethodPost, "/api/v1/admin/tenants/{id}/topups", platformOnly, rbac.PlatformTenants, s.bill(s.adminTopUp)},
+		{http.MethodPost, "/api/v1/admin/redemption-codes", platformOnly, rbac.PlatformTenants, s.bill(s.adminCreateCodes)},
+		{http.MethodGet, "/api/v1/admin/redemption-codes", platformOnly, rbac.PlatformTenants, s.bill(s.adminListCodes)},
+		{http.MethodDelete, "/api/v1/admin/redemption-codes/{id}", platformOnly, rbac.PlatformTenants, s.bill(s.adminDisableCode)},
+
 		// The service API for a tenant's other services (seed 004), X-Service-Token only.
 		{http.MethodPost, "/internal/tokens/verify", serviceOnly, rbac.ServiceInternal, s.svcVerifyToken},
 		{http.MethodGet, "/internal/users/{id}", serviceOnly, rbac.ServiceInternal, s.svcGetUser},
@@ -115,6 +152,12 @@ func (s *server) routes() []route {
 		{http.MethodGet, "/api/v1/admin/plans", platformOnly, rbac.PlatformTenants, s.listPlans},
 		{http.MethodGet, "/api/v1/admin/plans/{name}", platformOnly, rbac.PlatformTenants, s.adminGetPlan},
 		{http.MethodPut, "/api/v1/admin/plans/{name}", platformOnly, rbac.PlatformTenants, s.adminPutPlan},
+		{http.MethodGet, "/api/v1/admin/channels", platformOnly, rbac.PlatformTenants, s.listChannels(true)},
+		{http.MethodPost, "/api/v1/admin/channels", platformOnly, rbac.PlatformTenants, s.createChannel(true)},
+		{http.MethodGet, "/api/v1/admin/channels/{id}", platformOnly, rbac.PlatformTenants, s.getChannel(true)},
+		{http.MethodPatch, "/api/v1/admin/channels/{id}", platformOnly, rbac.PlatformTenants, s.patchChannel(true)},
+		{http.MethodDelete, "/api/v1/admin/channels/{id}", platformOnly, rbac.PlatformTenants, s.deleteChannel(true)},
+		{http.MethodPost, "/api/v1/admin/channels/{id}/test", platformOnly, rbac.PlatformTenants, s.testChannel(true)},
 	}
 }
 
@@ -124,4 +167,7 @@ var routeFeatures = map[string]string{
 	"POST /api/v1/api-keys":                 "apiAccess",
 	"POST /api/v1/identity-providers":       "sso",
 	"PATCH /api/v1/identity-providers/{id}": "sso",
+	"POST /api/v1/channels":                 "byok",
+	"PATCH /api/v1/channels/{id}":           "byok",
+	"POST /api/v1/channels/{id}/test":       "byok",
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tenantgate/tenantgate/internal/billing"
+	"github.com/tenantgate/tenantgate/internal/gateway"
 	"github.com/tenantgate/tenantgate/internal/identity"
 	"github.com/tenantgate/tenantgate/internal/identity/oidc"
 	"github.com/tenantgate/tenantgate/internal/kv"
@@ -44,6 +46,8 @@ type Deps struct {
 	StartedAt         time.Time
 	Dependencies      map[string]Pinger // extra health dependencies (redis, ...)
 	ServiceTokens     []ServiceToken    // credentials of the service API (/internal/*)
+	Gateway           *gateway.Service  // the AI gateway (/v1/*, channels, request log)
+	Billing           *billing.Service  // balances, ledger, prices, codes (nil: the billing routes answer 503)
 }
 
 type server struct {

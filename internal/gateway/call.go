@@ -1,0 +1,376 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+
+
+	"github.com/tiktoken-go/tokenizer"
+
+	"github.com/tenantgate/tenantgate/internal/errs"
+	"github.com/tenantgate/tenantgate/internal/gateway/wire"
+)
+
+// completionRequest is OpenAI's legacy completions request.
+type completionRequest struct {
+	Model         string              `json:"model"`
+	Prompt        json.RawMessage     `json:"prompt"`
+	MaxTokens     *int64              `json:"max_tokens,omitempty"`
+	Temperature   *float64            `json:"temperature,omitempty"`
+	TopP          *float64            `json:"top_p,omitempty"`
+	N             *int                `json:"n,omitempty"`
+	Stop          json.RawMessage     `json:"stop,omitempty"`
+	Stream        bool                `json:"stream,omitempty"`
+	StreamOptions *wire.StreamOptions `json:"stream_options,omitempty"`
+	User          string              `json:"user,omitempty"`
+}
+
+func badBody(field, problem string) error {
+	return errs.Invalid("the request has invalid fields", map[string]string{field: problem})
+}
+
+// parseCall reads and checks the client's body for op.
+func parseCall(op wire.Op, body []byte) (call, error) {
+	cl := call{Call: wire.Call{Op: op, Body: body}}
+	if !json.Valid(body) || len(bytes.TrimSpace(body)) == 0 || bytes.TrimSpace(body)[0] != '{' {
+		return cl, errs.Invalid("the body must be a JSON object", nil)
+	}
+	switch op {
+	case wire.OpChat:
+		var r wire.ChatRequest
+		if err := json.Unmarshal(body, &r); err != nil {
+			return cl, errs.Invalid("the body does not match the chat completions request: "+jsonProblem(err), nil)
+		}
+		if len(r.Messages) == 0 {
+			return cl, badBody("messages", "is required: at least one message")
+		}
+		for i, m := range r.Messages {
+			switch m.Role {
+			case "system", "developer", "user", "assistant", "tool", "function":
+			default:
+				return cl, badBody(fmt.Sprintf("messages[%d].role", i), "must be system, developer, user, assistant or tool")
+			}
+			if _, err := m.Parts(); err != nil {
+				return cl, badBody(fmt.Sprintf("messages[%d].content", i), err.Error())
+			}
+		}
+		cl.Chat, cl.Model, cl.Stream = &r, r.Model, r.Stream
+		cl.includeUsage = r.Stream && r.StreamOptions != nil && r.StreamOptions.IncludeUsage
+		cl.maxOut = r.MaxOutput()
+	case wire.OpCompletion:
+		var r completionRequest
+		if err := json.Unmarshal(body, &r); err != nil {
+			return cl, errs.Invalid("the body does not match the completions request: "+jsonProblem(err), nil)
+		}
+		if len(r.Prompt) == 0 || string(r.Prompt) == "null" {
+			return cl, badBody("prompt", "is required")
+		}
+		cl.completion, cl.Model, cl.Stream = &r, r.Model, r.Stream
+		cl.includeUsage = r.Stream && r.StreamOptions != nil && r.StreamOptions.IncludeUsage
+		if r.MaxTokens != nil {
+			cl.maxOut = *r.MaxTokens
+		} else {
+			cl.maxOut = 16 // OpenAI's default for completions
+		}
+		// For providers that speak only chat: the same call as one user message.
+		// (A prompt array of several prompts has no chat form: cl.Chat stays nil.)
+		var prompt string
+		if json.Unmarshal(r.Prompt, &prompt) != nil {
+			var one []string
+			if json.Unmarshal(r.Prompt, &one) != nil || len(one) != 1 {
+				break
+			}
+			prompt = one[0]
+		}
+		cl.Chat = &wire.ChatRequest{Model: r.Model, Messages: []wire.Message{{Role: "user", Content: wire.TextContent(prompt)}},
+			MaxTokens: &cl.maxOut, Temperature: r.Temperature, TopP: r.TopP, N: r.N, Stop: r.Stop, Stream: r.Stream, StreamOptions: r.StreamOptions, User: r.User}
+	case wire.OpEmbedding:
+		var r wire.EmbeddingRequest
+		if err := json.Unmarshal(body, &r); err != nil {
+			return cl, errs.Invalid("the body does not match the embeddings request: "+jsonProblem(err), nil)
+		}
+		if len(r.Input) == 0 || string(r.Input) == "null" {
+			return cl, badBody("input", "is required: a string or an array of strings")
+		}
+		cl.Embedding, cl.Model = &r, r.Model
+	}
+	if cl.Model == "" {
+		return cl, badBody("model", "is required")
+	}
+	if !ValidModel(cl.Model) {
+		return cl, badBody("model", "is not a model name")
+	}
+	if cl.maxOut < 0 {
+		return cl, badBody("max_tokens", "must be 0 or more")
+	}
+	return cl, nil
+}
+
+func jsonProblem(err error) string {
+	var te *json.UnmarshalTypeError
+	if ok := asType(err, &te); ok && te.Field != "" {
+		return fmt.Sprintf("%s must be %s", te.Field, te.Type.String())
+	}
+	return err.Error()
+}
+
+func asType[T any](err error, target *T) bool {
+	t, ok := err.(T)
+	if ok {
+		*target = t
+	}
+	return ok
+}
+
+// redact masks the tenant's patterns in every prompt text before the call
+// leaves, in the body forwarded as is and in the decoded form.
+func (g *Service) redact(cl *call, set *Settings) error {
+	if set == nil || len(set.compiled) == 0 {
+		return nil
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(cl.Body, &m); err != nil {
+		return errs.Invalid("the body must be a JSON object", nil)
+	}
+	redactValue := func(raw json.RawMessage) json.RawMessage {
+		var v any
+		if json.Unmarshal(raw, &v) != nil {
+			return raw
+		}
+		return mustJSON(redactAny(v, set))
+	}
+	switch cl.Op {
+	case wire.OpChat:
+		var msgs []map[string]json.RawMessage
+		if err := json.Unmarshal(m["messages"], &msgs); err != nil {
+			return errs.Invalid("messages must be an array of objects", nil)
+		}
+		for i := range msgs {
+			if c, ok := msgs[i]["content"]; ok {
+				msgs[i]["content"] = redactValue(c)
+			}
+		}
+		m["messages"] = mustJSON(msgs)
+		for i := range cl.Chat.Messages {
+			cl.Chat.Messages[i].Content = msgs[i]["content"]
+		}
+	case wire.OpCompletion:
+		m["prompt"] = redactValue(m["prompt"])
+		cl.completion.Prompt = m["prompt"]
+		if cl.Chat != nil {
+			cl.Chat.Messages[0].Content = redactValue(cl.Chat.Messages[0].Content)
+		}
+	case wire.OpEmbedding:
+		m["input"] = redactValue(m["input"])
+		cl.Embedding.Input = m["input"]
+	}
+	cl.Body = mustJSON(m)
+	return nil
+}
+
+// redactAny masks strings, and the "text" of content parts, throughout v.
+func redactAny(v any, set *Settings) any {
+	switch x := v.(type) {
+	case string:
+		return set.redact(x)
+	case []any:
+		for i := range x {
+			x[i] = redactAny(x[i], set)
+		}
+	case map[string]any:
+		if t, ok := x["text"].(string); ok {
+			x["text"] = set.redact(t)
+		}
+	}
+	return v
+}
+
+// estimateTokens is a cheap upper-bound guess of a body's tokens (about four
+// bytes a token), for reservations and token-rate limits; exact counts come
+// from upstream or the tokenizer afterwards.
+func estimateTokens(body []byte) int64 { return int64(len(body))/4 + 1 }
+
+// promptText is the text a call sends (for local counting and storage).
+func promptText(cl *call) string {
+	switch cl.Op {
+	case wire.OpEmbedding:
+		in, _ := cl.Embedding.Inputs()
+		return strings.Join(in, "\n")
+	case wire.OpCompletion:
+		var one string
+		if json.Unmarshal(cl.completion.Prompt, &one) == nil {
+			return one
+		}
+		var many []string
+		_ = json.Unmarshal(cl.completion.Prompt, &many)
+		return strings.Join(many, "\n")
+	}
+	var b strings.Builder
+	if cl.Chat != nil {
+		for _, m := range cl.Chat.Messages {
+			b.WriteString(m.Role)
+			b.WriteString(": ")
+			b.WriteString(m.Text())
+			for _, tc := range m.ToolCalls {
+				b.WriteString(tc.Function.Name)
+				b.WriteString(tc.Function.Arguments)
+			}
+			b.WriteString("\n")
+		}
+	}
+	return b.String()
+}
+
+// answerText is the generated text of a non-streaming answer.
+func answerText(op wire.Op, body []byte) string {
+	var r struct {
+		Choices []struct {
+			Text    string               `json:"text"`
+			Message wire.ResponseMessage `json:"message"`
+		} `json:"choices"`
+	}
+	if op == wire.OpEmbedding || json.Unmarshal(body, &r) != nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, c := range r.Choices {
+		b.WriteString(c.Text)
+		if c.Message.Content != nil {
+			b.WriteString(*c.Message.Content)
+		}
+		for _, tc := range c.Message.ToolCalls {
+			b.WriteString(tc.Function.Name)
+			b.WriteString(tc.Function.Arguments)
+		}
+	}
+	return b.String()
+}
+
+// streamText is the generated text of the chunks a stream produced (one
+// chunk a line).
+func streamText(chunks []byte) string {
+	var b strings.Builder
+	for line := range bytes.SplitSeq(chunks, []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		var c struct {
+			Choices []struct {
+				Text  string     `json:"text"`
+				Delta wire.Delta `json:"delta"`
+			} `json:"choices"`
+		}
+		if json.Unmarshal(line, &c) != nil {
+			continue
+		}
+		for _, ch := range c.Choices {
+			b.WriteString(ch.Text)
+			if ch.Delta.Content != nil {
+				b.WriteString(*ch.Delta.Content)
+			}
+			for _, tc := range ch.Delta.ToolCalls {
+				b.WriteString(tc.Function.Name)
+				b.WriteString(tc.Function.Arguments)
+			}
+		}
+	}
+	return b.String()
+}
+
+// tokens counts text with OpenAI's o200k_base encoding (loaded on first
+// use: most calls never need it). Other vendors' tokenizers differ a little,
+// which is why locally counted rows are marked estimated.
+type tokens struct {
+	once  sync.Once
+	codec tokenizer.Codec
+}
+
+func (t *tokens) count(text string) int64 {
+	if text == "" {
+		return 0
+	}
+	t.once.Do(func() { t.codec, _ = tokenizer.Get(tokenizer.O200kBase) })
+	codec := t.codec
+	if codec == nil {
+		return int64(len(text))/4 + 1
+	}
+	n, err := codec.Count(text)
+	if err != nil {
+		return int64(len(text))/4 + 1
+	}
+	return int64(n)
+}
+
+// countLocally counts a call's usage when upstream reported none.
+func (g *Service) countLocally(cl *call, answer string) wire.Usage {
+	prompt := g.tokens.count(promptText(cl))
+	if cl.Op == wire.OpChat && cl.Chat != nil {
+		prompt += 3*int64(len(cl.Chat.Messages)) + 3 // the per-message framing OpenAI counts
+	}
+	return wire.Usage{PromptTokens: prompt, CompletionTokens: g.tokens.count(answer)}
+}
+
+// chatToCompletion turns a chat.completion answer into a text_completion.
+func chatToCompletion(body []byte) ([]byte, error) {
+	var c wire.ChatResponse
+	if err := json.Unmarshal(body, &c); err != nil {
+		return nil, err
+	}
+	type choice struct {
+		Text         string          `json:"text"`
+		Index        int             `json:"index"`
+		Logprobs     json.RawMessage `json:"logprobs"`
+		FinishReason string          `json:"finish_reason"`
+	}
+	out := struct {
+		ID      string            `json:"id"`
+		Object  string            `json:"object"`
+		Created int64             `json:"created"`
+		Model   string            `json:"model"`
+		Choices []choice          `json:"choices"`
+		Usage   *wire.UsageObject `json:"usage,omitempty"`
+	}{ID: strings.Replace(c.ID, "chatcmpl-", "cmpl-", 1), Object: "text_completion", Created: c.Created, Model: c.Model, Usage: c.Usage, Choices: []choice{}}
+	for _, ch := range c.Choices {
+		text := ""
+		if ch.Message.Content != nil {
+			text = *ch.Message.Content
+		}
+		out.Choices = append(out.Choices, choice{Text: text, Index: ch.Index, Logprobs: json.RawMessage("null"), FinishReason: ch.FinishReason})
+	}
+	return json.Marshal(out)
+}
+
+// chatChunkToCompletion turns a chat.completion.chunk into a text_completion chunk.
+func chatChunkToCompletion(chunk []byte) ([]byte, error) {
+	var c wire.ChatChunk
+	if err := json.Unmarshal(chunk, &c); err != nil {
+		return nil, err
+	}
+	type choice struct {
+		Text         string          `json:"text"`
+		Index        int             `json:"index"`
+		Logprobs     json.RawMessage `json:"logprobs"`
+		FinishReason *string         `json:"finish_reason"`
+	}
+	out := struct {
+		ID      string            `json:"id"`
+		Object  string            `json:"object"`
+		Created int64             `json:"created"`
+		Model   string            `json:"model"`
+		Choices []choice          `json:"choices"`
+		Usage   *wire.UsageObject `json:"usage,omitempty"`
+	}{ID: strings.Replace(c.ID, "chatcmpl-", "cmpl-", 1), Object: "text_completion", Created: c.Created, Model: c.Model, Usage: c.Usage, Choices: []choice{}}
+	for _, ch := range c.Choices {
+		text := ""
+		if ch.Delta.Content != nil {
+			text = *ch.Delta.Content
+		}
+		out.Choices = append(out.Choices, choice{Text: text, Index: ch.Index, Logprobs: json.RawMessage("null"), FinishReason: ch.FinishReason})
+	}
+	return json.Marshal(out)
+}
+
+

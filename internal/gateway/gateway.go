@@ -1,0 +1,444 @@
+// Package gateway is tenantgate's OpenAI-compatible AI relay: channels
+// (upstreams with sealed keys), routing with weighted failover, health with
+// automatic disablement and a probe, streaming pass-through, exact metering
+// from upstream usage (or a local tokenizer), billing through the ledger, the
+// request log, per-tenant settings (content storage, redaction, BYOK-only)
+// and the token-rate limits. One sub-package per upstream wire format.
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/tenantgate/tenantgate/internal/actor"
+	"github.com/tenantgate/tenantgate/internal/billing"
+	"github.com/tenantgate/tenantgate/internal/gateway/anthropic"
+	"github.com/tenantgate/tenantgate/internal/gateway/gemini"
+	"github.com/tenantgate/tenantgate/internal/gateway/openai"
+	"github.com/tenantgate/tenantgate/internal/gateway/wire"
+	"github.com/tenantgate/tenantgate/internal/secret"
+	"github.com/tenantgate/tenantgate/internal/store"
+)
+
+// Meter is the usage metering the gateway reports to (quota implements it):
+// tokens and messages count toward the plan's monthly limits.
+type Meter interface {
+	// AddMeteredTx adds values (meter → amount) to the tenant's current
+	// period counters inside tx.
+	AddMeteredTx(ctx context.Context, tx *gorm.DB, tenantID string, values map[string]int64) error
+	// AllowsMetered refuses (429 TENANT_QUOTA_EXCEEDED) when amount more of
+	// meter does not fit the period; it reads a short-lived cache.
+	AllowsMetered(ctx context.Context, tenantID, meter string, amount int64) error
+}
+
+// TokenLimiter is the rate limiter, counting tokens instead of requests.
+type TokenLimiter interface {
+	AllowTokens(ctx context.Context, key string, perMinute, n int) (ok bool, retryAfter time.Duration, err error)
+}
+
+// Options configure the gateway.
+type Options struct {
+	Box        *secret.Box
+	Log        *slog.Logger
+	Billing    *billing.Service
+	Meter      Meter        // nil: no monthly token or message limits
+	Limiter    TokenLimiter // nil: no token-per-minute limits
+	PlanExists func(ctx context.Context, plan string) bool
+	Now        func() time.Time
+
+	MaxAttempts      int           // channels tried per request (default 3)
+	HealthWindow     int           // the last N requests a channel's health looks at (default 20)
+	HealthFailures   int           // disable after this many failures among them (default 10)
+	ProbeEvery       time.Duration // how often disabled channels are probed (default 30s)
+	ReloadEvery      time.Duration // how often channels and settings are re-read (default 10s)
+	DefaultMaxOutput int64         // output tokens reserved when a request sets no cap (default 4096)
+	// AllowPrivateUpstreams lets tenants' own channels reach loopback,
+	// private and link-local addresses. Off by default: a tenant must not be
+	// able to point the gateway at the operator's internal network.
+	AllowPrivateUpstreams bool
+	// FlushEvery bounds how long a finished request waits for its usage to
+	// be written with others (default 0: the writer takes what has queued).
+	FlushEvery time.Duration
+}
+
+// Service is the gateway.
+type Service struct {
+	store *store.Store
+	box   *secret.Box
+	log   *slog.Logger
+	opts  Options
+	now   func() time.Time
+
+	providers map[string]wire.Provider
+
+	mu       sync.RWMutex
+	byOwner  map[string][]*live // owner (tenant id or platform) → channels, priority order
+	health   map[string]*health // channel id → health, kept across reloads
+	settings map[string]*Settings
+	loadedAt time.Time
+	reloadMu sync.Mutex
+
+	writer *writer
+	tokens tokens
+}
+
+// New builds the gateway. Call Run to start its background work.
+func New(s *store.Store, o Options) *Service {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	def := func(p *int, v int) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	def(&o.MaxAttempts, 3)
+	def(&o.HealthWindow, 20)
+	def(&o.HealthFailures, 10)
+	if o.HealthFailures > o.HealthWindow {
+		o.HealthFailures = o.HealthWindow
+	}
+	if o.ProbeEvery <= 0 {
+		o.ProbeEvery = 30 * time.Second
+	}
+	if o.ReloadEvery <= 0 {
+		o.ReloadEvery = 10 * time.Second
+	}
+	if o.DefaultMaxOutput <= 0 {
+		o.DefaultMaxOutput = 4096
+	}
+	g := &Service{store: s, box: o.Box, log: o.Log, opts: o, now: func() time.Time { return o.Now().UTC() },
+		providers: map[string]wire.Provider{
+			ProviderOpenAI:     openai.New(openai.OpenAI),
+			ProviderAzure:      openai.New(openai.Azure),
+			ProviderCompatible: openai.New(openai.Compatible),
+			ProviderAnthropic:  anthropic.New(),
+			ProviderGemini:     gemini.New(),
+		},
+		byOwner: map[string][]*live{}, health: map[string]*health{}, settings: map[string]*Settings{}}
+	g.writer = newWriter(g)
+	return g
+}
+
+// Run reloads channels and settings, probes disabled channels and writes
+// usage until ctx ends; it returns once every accepted usage record is
+// written.
+func (g *Service) Run(ctx context.Context) {
+	g.Reload(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); g.writer.run() }()
+	reload := time.NewTicker(g.opts.ReloadEvery)
+	probe := time.NewTicker(g.opts.ProbeEvery)
+	defer reload.Stop()
+	defer probe.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			g.writer.close()
+			<-done
+			return
+		case <-reload.C:
+			g.Reload(ctx)
+		case <-probe.C:
+			g.ProbeDisabled(ctx)
+		}
+	}
+}
+
+// live is a channel ready to serve: keys opened, client built.
+type live struct {
+	ch       Channel
+	keys     []string
+	headers  map[string]string
+	provider wire.Provider
+	client   *http.Client
+	health   *health
+	next     atomic.Uint64 // round robin over keys
+}
+
+func (l *live) key() string {
+	if len(l.keys) == 0 {
+		return ""
+	}
+	return l.keys[int(l.next.Add(1)-1)%len(l.keys)]
+}
+
+// health is a channel's recent record, shared across reloads.
+type health struct {
+	mu       sync.Mutex
+	ring     []bool // true: failure
+	pos      int
+	filled   int
+	inflight atomic.Int64
+	disabled atomic.Bool // set at once on automatic disablement, before the reload
+}
+
+func (h *health) record(window int, failed bool) (failures int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.ring) != window {
+		h.ring, h.pos, h.filled = make([]bool, window), 0, 0
+	}
+	h.ring[h.pos] = failed
+	h.pos = (h.pos + 1) % window
+	if h.filled < window {
+		h.filled++
+	}
+	for _, f := range h.ring[:h.filled] {
+		if f {
+			failures++
+		}
+	}
+	return failures
+}
+
+func (h *health) reset() {
+	h.mu.Lock()
+	h.ring, h.pos, h.filled = nil, 0, 0
+	h.mu.Unlock()
+	h.disabled.Store(false)
+}
+
+// Reload re-reads every channel and setting (at most one reload at a time).
+func (g *Service) Reload(ctx context.Context) {
+	g.reloadMu.Lock()
+	defer g.reloadMu.Unlock()
+	var chans []Channel
+	var sets []Settings
+	err := g.store.Tx(store.WithPlatform(ctx, "gateway routing table"), func(tx *gorm.DB) error {
+		if err := tx.Find(&chans).Error; err != nil {
+			return err
+		}
+		return tx.Find(&sets).Error
+	})
+	if err != nil {
+		g.log.Error("could not load the AI channels; keeping the ones loaded before", "err", err)
+		return
+	}
+	byOwner := map[string][]*live{}
+	g.mu.RLock()
+	old := g.health
+	g.mu.RUnlock()
+	healthByID := map[string]*health{}
+	for i := range chans {
+		c := chans[i]
+		l, err := g.prepare(&c)
+		if err != nil {
+			g.log.Error("an AI channel cannot be used: its keys cannot be opened (was TENANTGATE_MASTER_KEY changed?)", "channel", c.ID, "err", err)
+			continue
+		}
+		if h, ok := old[c.ID]; ok {
+			l.health = h
+		} else {
+			l.health = &health{}
+		}
+		if c.Status == StatusEnabled {
+			l.health.disabled.Store(false)
+		}
+		healthByID[c.ID] = l.health
+		byOwner[c.TenantID] = append(byOwner[c.TenantID], l)
+	}
+	for _, ls := range byOwner {
+		sort.SliceStable(ls, func(i, j int) bool { return ls[i].ch.Priority > ls[j].ch.Priority })
+	}
+	settings := map[string]*Settings{}
+	for i := range sets {
+		settings[sets[i].TenantID] = sets[i].compile(g.log)
+	}
+	g.mu.Lock()
+	g.byOwner, g.health, g.settings, g.loadedAt = byOwner, healthByID, settings, g.now()
+	g.mu.Unlock()
+}
+
+func (g *Service) prepare(c *Channel) (*live, error) {
+	keys, err := g.openKeys(c)
+	if err != nil {
+		return nil, err
+	}
+	headers, err := g.openHeaders(c)
+	if err != nil {
+		return nil, err
+	}
+	return &live{ch: *c, keys: keys, headers: headers, provider: g.providers[c.Provider],
+		client: g.client(c, !c.Platform() && !g.opts.AllowPrivateUpstreams)}, nil
+}
+
+// client builds the channel's HTTP client: its proxy, its timeout before
+// the answer's headers, and, for tenants' channels, a dialer that refuses
+// internal addresses.
+func (g *Service) client(c *Channel, publicOnly bool) *http.Client {
+	timeout := time.Duration(c.TimeoutMs) * time.Millisecond
+	if timeout <= 0 {
+		timeout = 60 * time.Second
+	}
+	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	if publicOnly {
+		d.Control = refusePrivate
+	}
+	tr := &http.Transport{DialContext: d.DialContext, ForceAttemptHTTP2: true, MaxIdleConns: 256, MaxIdleConnsPerHost: 256,
+		IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: timeout,
+		ExpectContinueTimeout: time.Second}
+	if c.ProxyURL != "" {
+		if u, err := url.Parse(c.ProxyURL); err == nil {
+			tr.Proxy = http.ProxyURL(u)
+		}
+	}
+	return &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// errPrivateAddress is returned when a tenant's channel points at an
+// internal address.
+type errPrivateAddress struct{ addr string }
+
+func (e errPrivateAddress) Error() string {
+	return "the channel's address " + e.addr + " is internal (loopback, private or link-local); tenants' channels must use public addresses"
+}
+
+func refusePrivate(_, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return err
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() {
+		return errPrivateAddress{address}
+	}
+	// Carrier-grade NAT (100.64.0.0/10) is internal too.
+	if v4 := ip.To4(); v4 != nil && v4[0] == 100 && v4[1]&0xc0 == 64 {
+		return errPrivateAddress{address}
+	}
+	return nil
+}
+
+// candidate is one channel a request may try, with the model name upstream.
+type candidate struct {
+	l        *live
+	upstream string
+	byok     bool
+}
+
+// candidates returns, in the order to try them, the enabled channels that
+// serve model for the tenant: its own (BYOK) channels first, then, unless
+// the tenant routes only to its own, the platform channels its plan may use.
+// Within one priority the order is weighted random.
+func (g *Service) candidates(tenantID, plan, model string, byok bool, set *Settings) []candidate {
+	g.mu.RLock()
+	own, plat := g.byOwner[tenantID], g.byOwner[store.PlatformTenantID]
+	g.mu.RUnlock()
+	var out []candidate
+	add := func(ls []*live, isOwn bool) {
+		var tier []*live
+		flush := func() {
+			for _, l := range weightedOrder(tier) {
+				out = append(out, candidate{l: l, upstream: l.ch.UpstreamModel(model), byok: isOwn})
+			}
+			tier = tier[:0]
+		}
+		for i, l := range ls {
+			if l.ch.Status != StatusEnabled || l.health.disabled.Load() || !l.ch.Serves(model) || l.provider == nil {
+				continue
+			}
+			if !isOwn && len(l.ch.Plans) > 0 && !slices.Contains(l.ch.Plans, plan) {
+				continue
+			}
+			if len(tier) > 0 && tier[0].ch.Priority != l.ch.Priority {
+				flush()
+			}
+			tier = append(tier, ls[i])
+		}
+		flush()
+	}
+	if byok {
+		add(own, true)
+	}
+	if !(byok && set != nil && set.BYOKOnly) {
+		add(plat, false)
+	}
+	return out
+}
+
+// weightedOrder shuffles channels so that each comes first with a
+// probability proportional to its weight (Efraimidis–Spirakis).
+func weightedOrder(ls []*live) []*live {
+	if len(ls) <= 1 {
+		return slices.Clone(ls)
+	}
+	type keyed struct {
+		l *live
+		k float64
+	}
+	ks := make([]keyed, len(ls))
+	for i, l := range ls {
+		w := float64(max(l.ch.Weight, 1))
+		ks[i] = keyed{l, -rand.ExpFloat64() / w} // log(u)/w, larger first
+	}
+	sort.Slice(ks, func(i, j int) bool { return ks[i].k > ks[j].k })
+	out := make([]*live, len(ks))
+	for i, k := range ks {
+		out[i] = k.l
+	}
+	return out
+}
+
+// Models lists the models the tenant can call: every model named by an
+// enabled channel it may use ("*" channels add nothing listable).
+func (g *Service) Models(tenantID, plan string, byok bool) []string {
+	g.mu.RLock()
+	set := g.settings[tenantID]
+	own, plat := g.byOwner[tenantID], g.byOwner[store.PlatformTenantID]
+	g.mu.RUnlock()
+	seen := map[string]bool{}
+	add := func(ls []*live, isOwn bool) {
+		for _, l := range ls {
+			if l.ch.Status != StatusEnabled || l.health.disabled.Load() || (!isOwn && len(l.ch.Plans) > 0 && !slices.Contains(l.ch.Plans, plan)) {
+				continue
+			}
+			for _, m := range l.ch.Models {
+				if m != "*" {
+					seen[m] = true
+				}
+			}
+			for m := range l.ch.ModelMapping {
+				seen[m] = true
+			}
+		}
+	}
+	if byok {
+		add(own, true)
+	}
+	if !(byok && set != nil && set.BYOKOnly) {
+		add(plat, false)
+	}
+	out := make([]string, 0, len(seen))
+	for m := range seen {
+		out = append(out, m)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func actorName(ctx context.Context) string {
+	if a := actor.From(ctx); a != nil {
+		if a.Email != "" {
+			return a.Email
+		}
+		return string(a.Type) + ":" + a.ID
+	}
+	return "system"
+}

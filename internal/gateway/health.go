@@ -1,0 +1,190 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/tenantgate/tenantgate/internal/actor"
+	"github.com/tenantgate/tenantgate/internal/audit"
+	"github.com/tenantgate/tenantgate/internal/errs"
+	"github.com/tenantgate/tenantgate/internal/gateway/wire"
+	"github.com/tenantgate/tenantgate/internal/store"
+)
+
+// ok records a healthy answer of the channel.
+func (g *Service) ok(l *live) { l.health.record(g.opts.HealthWindow, false) }
+
+// fail records a failure; the channel is disabled at once when its key was
+// refused, or when HealthFailures of its last HealthWindow requests failed.
+func (g *Service) fail(l *live, reason string, invalidKey bool) {
+	n := l.health.record(g.opts.HealthWindow, true)
+	if invalidKey || n >= g.opts.HealthFailures {
+		if !invalidKey {
+			reason = fmt.Sprintf("%d of its last %d requests failed; the last: %s", n, g.opts.HealthWindow, reason)
+		}
+		g.autoDisable(l, truncate(reason, 500))
+	}
+}
+
+// autoDisable takes the channel out of routing at once (in this process),
+// and records it (status auto_disabled, audited in its owner's log) so every
+// process stops using it at its next reload.
+func (g *Service) autoDisable(l *live, reason string) {
+	if !l.health.disabled.CompareAndSwap(false, true) {
+		return
+	}
+	g.log.Warn("an AI channel was disabled automatically; the probe re-enables it once it answers", "channel", l.ch.ID,
+		"name", l.ch.Name, "owner", l.ch.TenantID, "reason", reason)
+	ctx := actor.With(context.Background(), actor.System("gateway health"))
+	if err := g.setStatus(ctx, l.ch.TenantID, l.ch.ID, StatusAutoDisabled, reason, "ai_channel.auto_disabled", StatusEnabled); err != nil {
+		g.log.Error("could not record the channel's disablement", "channel", l.ch.ID, "err", err)
+	}
+}
+
+// setStatus changes a channel's status if it is still from, with an audit event.
+func (g *Service) setStatus(ctx context.Context, owner, id, status, reason, event, from string) error {
+	now := g.now()
+	return g.store.Tx(store.WithTenant(ctx, owner), func(tx *gorm.DB) error {
+		r := tx.Model(&Channel{}).Where("id = ? AND status = ?", id, from).
+			Updates(map[string]any{"status": status, "status_reason": reason, "status_at": now, "updated_at": now})
+		if r.Error != nil || r.RowsAffected == 0 {
+			return r.Error
+		}
+		return audit.Record(ctx, tx, audit.Entry{TenantID: owner, EventType: event, Resource: "ai_channel", ResourceID: id, Action: "update",
+			Metadata: map[string]any{"status": status, "reason": reason}})
+	})
+}
+
+// ProbeDisabled sends a minimal request through every automatically
+// disabled channel and re-enables those that answer.
+func (g *Service) ProbeDisabled(ctx context.Context) {
+	g.mu.RLock()
+	var down []*live
+	for _, ls := range g.byOwner {
+		for _, l := range ls {
+			if l.ch.Status == StatusAutoDisabled || (l.ch.Status == StatusEnabled && l.health.disabled.Load()) {
+				down = append(down, l)
+			}
+		}
+	}
+	g.mu.RUnlock()
+	changed := false
+	for _, l := range down {
+		res := g.probe(ctx, l, "")
+		if !res.OK {
+			continue
+		}
+		actx := actor.With(ctx, actor.System("gateway probe"))
+		if err := g.setStatus(actx, l.ch.TenantID, l.ch.ID, StatusEnabled, "the probe answered", "ai_channel.re_enabled", StatusAutoDisabled); err != nil {
+			g.log.Error("could not re-enable the channel", "channel", l.ch.ID, "err", err)
+			continue
+		}
+		l.health.reset()
+		changed = true
+		g.log.Info("an AI channel answers again and was re-enabled", "channel", l.ch.ID, "name", l.ch.Name)
+	}
+	if changed {
+		g.Reload(ctx)
+	}
+}
+
+// TestResult is what testing a channel found.
+type TestResult struct {
+	OK        bool   `json:"ok"`
+	Model     string `json:"model"`
+	Status    int    `json:"status"`
+	LatencyMs int    `json:"latencyMs"`
+	Error     string `json:"error,omitempty"`
+}
+
+// TestChannel sends one minimal chat request ("ping", one output token)
+// through one of owner's channels, with the given model or its first.
+func (g *Service) TestChannel(ctx context.Context, owner, id, model string) (*TestResult, error) {
+	c, err := g.Channel(ctx, owner, id)
+	if err != nil {
+		return nil, err
+	}
+	if model != "" && !c.Serves(model) {
+		return nil, errs.Invalid("the channel does not serve that model", map[string]string{"model": "must be one the channel serves"})
+	}
+	l, err := g.prepare(c)
+	if err != nil {
+		return nil, errs.Internal(err, "open the channel's keys")
+	}
+	l.health = &health{}
+	return g.probe(ctx, l, model), nil
+}
+
+// probe sends "ping" for one output token through l.
+func (g *Service) probe(ctx context.Context, l *live, model string) *TestResult {
+	if model == "" {
+		for _, m := range l.ch.Models {
+			if m != "*" {
+				model = m
+				break
+			}
+		}
+		for alias := range l.ch.ModelMapping {
+			if model == "" {
+				model = alias
+			}
+		}
+	}
+	res := &TestResult{Model: model}
+	if model == "" {
+		res.Error = `the channel lists only "*": name a model to test`
+		return res
+	}
+	one := int64(1)
+	body := mustJSON(map[string]any{"model": model, "messages": []map[string]string{{"role": "user", "content": "ping"}}, "max_tokens": 1})
+	wc := &wire.Call{Op: wire.OpChat, Model: model, Body: body,
+		Chat: &wire.ChatRequest{Model: model, Messages: []wire.Message{{Role: "user", Content: wire.TextContent("ping")}}, MaxTokens: &one}}
+	t := &wire.Target{BaseURL: l.ch.BaseURL, Key: l.key(), Model: l.ch.UpstreamModel(model), Headers: l.headers, APIVersion: l.ch.APIVersion}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	req, err := l.provider.NewRequest(ctx, t, wc)
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	resp, err := l.client.Do(req)
+	res.LatencyMs = int(time.Since(start).Milliseconds())
+	if err != nil {
+		res.Error = "could not reach the upstream: " + err.Error()
+		return res
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	res.Status = resp.StatusCode
+	if resp.StatusCode != http.StatusOK {
+		res.Error = fmt.Sprintf("the upstream answered %d: %s", resp.StatusCode, orDefault(l.provider.ErrorMessage(raw), http.StatusText(resp.StatusCode)))
+		return res
+	}
+	if _, err := l.provider.Decode(wc, t, raw); err != nil {
+		res.Error = "the upstream's answer could not be read: " + err.Error()
+		return res
+	}
+	res.OK = true
+	return res
+}
+
+// enqueue queues a record without waiting (failed calls: nothing to bill).
+func (w *writer) enqueue(l *Log) {
+	l.done = make(chan error, 1)
+	w.closeMu.RLock()
+	defer w.closeMu.RUnlock()
+	if w.closed {
+		return
+	}
+	select {
+	case w.in <- l:
+	default:
+		w.g.log.Warn("the request log queue is full; a failed call's row is dropped", "tenant", l.TenantID, "model", l.Model)
+	}
+}

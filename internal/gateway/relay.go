@@ -1,0 +1,471 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tenantgate/tenantgate/internal/billing"
+	"github.com/tenantgate/tenantgate/internal/errs"
+	"github.com/tenantgate/tenantgate/internal/gateway/wire"
+	"github.com/tenantgate/tenantgate/internal/money"
+)
+
+// Caller is who calls the relay, as the HTTP pipeline resolved it (the
+// entitlements come from its cache, so the relay reads none).
+type Caller struct {
+	TenantID        string
+	Plan            string
+	BYOK            bool  // the plan allows the tenant's own channels
+	TokensPerMinute int64 // the plan's token rate (-1 or 0: none)
+	UserID          string
+	KeyID           string
+	KeyModels       []string // the key's model allowlist (empty: any)
+	KeyBudget       *int64   // the key's budget in micros (nil: none)
+	KeyTPM          int      // the key's own token rate (0: none)
+	RequestID       string
+}
+
+// MaxRequestBytes bounds a relayed request body (images make them large).
+const MaxRequestBytes = 32 << 20
+
+// maxAnswerBytes bounds a non-streaming upstream answer.
+const maxAnswerBytes = 64 << 20
+
+// call is one relayed request in flight.
+type call struct {
+	wire.Call
+	caller       Caller
+	includeUsage bool // the client asked for the usage chunk
+	completion   *completionRequest
+	maxOut       int64
+	estPrompt    int64
+}
+
+// Serve relays one /v1 call. It answers an error it returns before anything
+// was written (the HTTP layer writes it in OpenAI's shape); once a stream
+// started, errors end the stream instead and Serve returns nil.
+func (g *Service) Serve(w http.ResponseWriter, r *http.Request, op wire.Op, c Caller) error {
+	start := g.now()
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return errs.E(errs.KindTooLarge, errs.CodePayloadTooLarge, "the request body is over %d MiB", MaxRequestBytes>>20)
+		}
+		return errs.Invalid("could not read the request body", nil)
+	}
+	cl, err := parseCall(op, body)
+	if err != nil {
+		return err
+	}
+	cl.caller = c
+	set := g.settingsFor(c.TenantID)
+	if len(c.KeyModels) > 0 && !slices.Contains(c.KeyModels, cl.Model) {
+		return errs.Forbidden(CodeModelNotAllowed, "this API key may not use the model %q; it may use: %s", cl.Model, strings.Join(c.KeyModels, ", "))
+	}
+	cands := g.candidates(c.TenantID, c.Plan, cl.Model, c.BYOK, set)
+	if len(cands) == 0 {
+		return errs.NotFound(CodeModelNotFound, "the model %q does not exist or you do not have access to it", cl.Model)
+	}
+	if err := g.redact(&cl, set); err != nil {
+		return err
+	}
+	cl.estPrompt = estimateTokens(cl.Body)
+	if err := g.admit(r.Context(), &cl); err != nil {
+		return err
+	}
+	// Platform channels are paid for from the balance: price the model,
+	// reserve an estimate. The tenant's own channels cost nothing here.
+	var hold *billing.Hold
+	var price func(wire.Usage) (int64, error)
+	if slices.ContainsFunc(cands, func(x candidate) bool { return !x.byok }) && g.opts.Billing != nil {
+		_, priced, err := g.opts.Billing.Cost(r.Context(), c.TenantID, cl.Model, 0, 0, 0)
+		if err != nil {
+			return err
+		}
+		switch {
+		case priced:
+			price = func(u wire.Usage) (int64, error) {
+				m, _, err := g.opts.Billing.Cost(context.WithoutCancel(r.Context()), c.TenantID, cl.Model, u.PromptTokens, u.CachedTokens, u.CompletionTokens)
+				return int64(m), err
+			}
+			est, err := price(wire.Usage{PromptTokens: cl.estPrompt, CompletionTokens: cl.maxOut})
+			if err != nil {
+				return err
+			}
+			if hold, err = g.opts.Billing.Reserve(r.Context(), c.TenantID, c.KeyID, c.KeyBudget, money.Micros(est)); err != nil {
+				return err
+			}
+		case !set.AllowUnpriced:
+			cands = slices.DeleteFunc(cands, func(x candidate) bool { return !x.byok })
+			if len(cands) == 0 {
+				return errs.Forbidden(CodeModelNotPriced, "the model %q has no price yet, so it cannot be billed; an operator sets one with PUT /api/v1/admin/prices/%s (or the tenant allows unpriced models in its gateway settings)", cl.Model, cl.Model)
+			}
+		}
+	}
+	released := false
+	defer func() {
+		if !released {
+			g.release(hold)
+		}
+	}()
+
+	l := &Log{TenantID: c.TenantID, ID: newID(), RequestID: c.RequestID, UserID: c.UserID, KeyID: c.KeyID, Op: string(op), Model: cl.Model,
+		Stream: cl.Stream, CreatedAt: start}
+	if set.StoreContent {
+		p := truncate(promptText(&cl), 64<<10)
+		l.Prompt = &p
+	}
+	var lastErr error
+	for _, cand := range cands {
+		if l.Attempts >= g.opts.MaxAttempts {
+			break
+		}
+		h := cand.l.health
+		if h.disabled.Load() {
+			continue // disabled by another request meanwhile: never picked
+		}
+		if max := cand.l.ch.MaxConcurrency; max > 0 && h.inflight.Load() >= int64(max) {
+			continue
+		}
+		l.Attempts++
+		h.inflight.Add(1)
+		done, err := g.attempt(w, r, &cl, cand, l, start, price, hold, set)
+		h.inflight.Add(-1)
+		if done {
+			released = true // settled or released with the log row
+			return err
+		}
+		lastErr = err
+	}
+	l.LatencyMs = int(g.now().Sub(start).Milliseconds())
+	if lastErr == nil {
+		lastErr = errs.E(errs.KindUnavailable, CodeChannelsBusy, "every channel for %q is at its concurrency limit; retry in a moment", cl.Model)
+		if e, _ := errs.As(lastErr); e != nil {
+			e.RetryAfter = 1
+		}
+	}
+	if e, ok := errs.As(lastErr); ok {
+		l.Status, l.Error = e.Kind.HTTPStatus(), e.Msg
+	} else {
+		l.Status, l.Error = http.StatusBadGateway, lastErr.Error()
+	}
+	g.writer.enqueue(l)
+	return lastErr
+}
+
+// attempt tries one channel. done reports that the call ended here (an
+// answer, or the client's own error, was sent or returned); otherwise err
+// says why the channel failed and the next may be tried.
+func (g *Service) attempt(w http.ResponseWriter, r *http.Request, cl *call, cand candidate, l *Log, start time.Time,
+	price func(wire.Usage) (int64, error), hold *billing.Hold, set *Settings) (done bool, err error) {
+	lv := cand.l
+	t := &wire.Target{BaseURL: lv.ch.BaseURL, Key: lv.key(), Model: cand.upstream, Headers: lv.headers, APIVersion: lv.ch.APIVersion}
+	wc := cl.Call
+	translated := false
+	if cl.Op == wire.OpCompletion && !lv.provider.Supports(wire.OpCompletion) {
+		if cl.Chat == nil {
+			return true, badBody("prompt", "the "+lv.ch.Provider+" channel serving "+cl.Model+" takes one prompt string a request")
+		}
+		wc.Op, translated = wire.OpChat, true
+	}
+	if !lv.provider.Supports(wc.Op) {
+		return false, errs.E(errs.KindInvalid, CodeUpstreamError, "the %s channel for %q does not serve %s calls", lv.ch.Provider, cl.Model, cl.Op)
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	req, err := lv.provider.NewRequest(ctx, t, &wc)
+	if err != nil {
+		// The request cannot be put to this provider: the client's to fix.
+		return true, errs.Invalid(err.Error(), nil)
+	}
+	resp, err := lv.client.Do(req)
+	if err != nil {
+		if r.Context().Err() != nil { // the client went away before any answer: nothing to bill
+			l.ChannelID, l.UpstreamModel, l.BYOK = lv.ch.ID, cand.upstream, cand.byok
+			l.Status, l.Error, l.LatencyMs = 499, "the client closed the connection before the answer", int(g.now().Sub(start).Milliseconds())
+			g.writer.enqueue(l)
+			return true, errs.E(errs.KindInvalid, errs.CodeInvalidRequest, "the client went away")
+		}
+		var priv errPrivateAddress
+		if errors.As(err, &priv) {
+			g.fail(lv, priv.Error(), true)
+			return false, errs.E(errs.KindUpstream, CodeUpstreamError, "%s", priv.Error())
+		}
+		g.fail(lv, "connect: "+err.Error(), false)
+		if isTimeout(err) {
+			return false, errs.E(errs.KindUpstream, CodeUpstreamTimeout, "the upstream for %q did not answer in time", cl.Model)
+		}
+		return false, errs.E(errs.KindUpstream, CodeUpstreamError, "the upstream for %q could not be reached", cl.Model)
+	}
+	defer resp.Body.Close()
+	l.ChannelID, l.UpstreamModel, l.BYOK = lv.ch.ID, cand.upstream, cand.byok
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		msg := lv.provider.ErrorMessage(raw)
+		switch {
+		case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+			g.fail(lv, fmt.Sprintf("the upstream refused the channel's key (%d): %s", resp.StatusCode, msg), true)
+			return false, errs.E(errs.KindUpstream, CodeUpstreamError, "the upstream for %q refused the channel's credentials", cl.Model)
+		case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 || resp.StatusCode == http.StatusRequestTimeout:
+			g.fail(lv, fmt.Sprintf("upstream answered %d: %s", resp.StatusCode, msg), false)
+			return false, errs.E(errs.KindUpstream, CodeUpstreamError, "the upstream for %q answered %d: %s", cl.Model, resp.StatusCode, msg)
+		}
+		// The client's request is at fault: pass the answer on, try no other channel.
+		g.ok(lv)
+		body := raw
+		if _, passthrough := lv.provider.(interface{ Passthrough() }); !passthrough || !json.Valid(raw) {
+			body, _ = json.Marshal(openAIError{Error: openAIErrorDetail{Message: orDefault(msg, http.StatusText(resp.StatusCode)),
+				Type: "invalid_request_error", Code: ptr("upstream_error")}})
+		}
+		l.Status, l.Error, l.LatencyMs = resp.StatusCode, truncate(msg, 500), int(g.now().Sub(start).Milliseconds())
+		g.writer.enqueue(l)
+		g.release(hold)
+		return true, &UpstreamReply{Status: resp.StatusCode, Body: body}
+	}
+	if cl.Stream {
+		return true, g.relayStream(w, r, cl, cand, t, &wc, resp, l, start, price, hold, set, translated, cancel)
+	}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
+	if err != nil {
+		g.fail(lv, "read the answer: "+err.Error(), false)
+		return false, errs.E(errs.KindUpstream, CodeUpstreamError, "the upstream for %q broke off its answer", cl.Model)
+	}
+	res, err := lv.provider.Decode(&wc, t, raw)
+	if err != nil {
+		g.fail(lv, "decode the answer: "+err.Error(), false)
+		return false, errs.E(errs.KindUpstream, CodeUpstreamError, "the upstream for %q answered something unreadable", cl.Model)
+	}
+	g.ok(lv)
+	out := res.Body
+	if translated {
+		if out, err = chatToCompletion(out); err != nil {
+			return true, errs.Internal(err, "turn the chat answer into a completion")
+		}
+	}
+	usage := res.Usage
+	if !res.HasUsage {
+		usage, l.Estimated = g.countLocally(cl, answerText(wc.Op, res.Body)), true
+	}
+	if set.StoreContent {
+		s := truncate(answerText(wc.Op, res.Body), 64<<10)
+		l.Completion = &s
+	}
+	if err := g.finish(r.Context(), l, usage, cand, price, hold, start, nil, http.StatusOK); err != nil {
+		return true, err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Request-ID", cl.caller.RequestID)
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(out)
+	return true, nil
+}
+
+// finish prices usage and makes the log row, the debit and the metered
+// tokens durable before the client sees the end of its answer.
+func (g *Service) finish(ctx context.Context, l *Log, u wire.Usage, cand candidate, price func(wire.Usage) (int64, error), hold *billing.Hold,
+	start time.Time, ttft *time.Duration, status int) error {
+	l.PromptTokens, l.CachedTokens, l.CompletionTokens = u.PromptTokens, u.CachedTokens, u.CompletionTokens
+	l.Status, l.LatencyMs = status, int(g.now().Sub(start).Milliseconds())
+	if ttft != nil {
+		ms := int(ttft.Milliseconds())
+		l.TTFTMs = &ms
+	}
+	if !cand.byok && price != nil {
+		cost, err := price(u)
+		if err != nil {
+			return err
+		}
+		l.CostMicros = cost
+	}
+	l.hold = hold
+	return g.writer.write(ctx, l)
+}
+
+// relayStream passes the upstream's events to the client as they arrive.
+func (g *Service) relayStream(w http.ResponseWriter, r *http.Request, cl *call, cand candidate, t *wire.Target, wc *wire.Call, resp *http.Response,
+	l *Log, start time.Time, price func(wire.Usage) (int64, error), hold *billing.Hold, set *Settings, translated bool, cancel context.CancelFunc) error {
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Time{}) // a stream may outlast the server's write timeout
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	h.Set("X-Request-ID", cl.caller.RequestID)
+	w.WriteHeader(http.StatusOK)
+	var (
+		ttft      *time.Duration
+		chunks    bytes.Buffer // what upstream produced, for local counting and content storage
+		clientErr error
+		head      []byte // the first chunk, whose id and model a synthesized usage chunk reuses
+	)
+	write := func(data []byte) error {
+		if clientErr != nil {
+			return clientErr
+		}
+		if _, err := fmt.Fprintf(w, "data: %s\n\n", data); err != nil {
+			clientErr = err
+			return err
+		}
+		if err := rc.Flush(); err != nil {
+			clientErr = err
+			return err
+		}
+		return nil
+	}
+	emit := func(chunk []byte, usageOnly bool) error {
+		if ttft == nil {
+			d := g.now().Sub(start)
+			ttft = &d
+			head = chunk
+		}
+		if !usageOnly {
+			chunks.Write(chunk)
+			chunks.WriteByte('\n')
+		}
+		if usageOnly && !cl.includeUsage {
+			return nil
+		}
+		if translated {
+			var err error
+			if chunk, err = chatChunkToCompletion(chunk); err != nil {
+				return err
+			}
+		}
+		return write(chunk)
+	}
+	usage, ok, err := cand.l.provider.Stream(wc, t, resp.Body, emit)
+	status := http.StatusOK
+	switch {
+	case clientErr != nil:
+		// The client went away: stop upstream and bill what it produced.
+		cancel()
+		status, l.Error = 499, "the client closed the connection mid-stream"
+		g.ok(cand.l)
+	case err != nil:
+		status, l.Error = http.StatusBadGateway, truncate("the upstream stream broke off: "+err.Error(), 500)
+		g.fail(cand.l, l.Error, false)
+	default:
+		g.ok(cand.l)
+	}
+	if !ok {
+		usage, l.Estimated = g.countLocally(cl, streamText(chunks.Bytes())), true
+		if status == http.StatusOK && cl.includeUsage {
+			if synth := usageChunk(head, usage); synth != nil {
+				if translated {
+					synth, _ = chatChunkToCompletion(synth)
+				}
+				_ = write(synth)
+			}
+		}
+	}
+	if set.StoreContent {
+		s := truncate(streamText(chunks.Bytes()), 64<<10)
+		l.Completion = &s
+	}
+	if ferr := g.finish(context.WithoutCancel(r.Context()), l, usage, cand, price, hold, start, ttft, status); ferr != nil {
+		_ = write(mustJSON(openAIError{Error: openAIErrorDetail{Message: "the usage of this call could not be recorded; it is not billed",
+			Type: "api_error", Code: ptr("internal_error")}}))
+		return nil
+	}
+	if status == http.StatusBadGateway {
+		_ = write(mustJSON(openAIError{Error: openAIErrorDetail{Message: l.Error, Type: "api_error", Code: ptr("upstream_error")}}))
+		return nil
+	}
+	_ = write([]byte("[DONE]"))
+	return nil
+}
+
+// usageChunk builds the usage-only chunk for a stream whose upstream
+// reported none, from the first chunk's id, created and model.
+func usageChunk(head []byte, u wire.Usage) []byte {
+	var c wire.ChatChunk
+	if json.Unmarshal(head, &c) != nil {
+		return nil
+	}
+	c.Object, c.Choices, c.Usage = "chat.completion.chunk", []wire.ChunkChoice{}, u.Object()
+	return mustJSON(c)
+}
+
+func (g *Service) release(h *billing.Hold) {
+	if g.opts.Billing != nil && h != nil {
+		g.opts.Billing.Release(h)
+	}
+}
+
+// admit applies the token-rate and monthly limits before anything is sent.
+func (g *Service) admit(ctx context.Context, cl *call) error {
+	c := cl.caller
+	n := int(cl.estPrompt + min(cl.maxOut, 1<<20))
+	if g.opts.Limiter != nil {
+		for _, lim := range []struct {
+			key  string
+			rate int64
+			what string
+		}{{"tenant:" + c.TenantID + ":tpm", c.TokensPerMinute, "this organisation's"}, {"tenant:" + c.TenantID + ":key:" + c.KeyID + ":tpm", int64(c.KeyTPM), "this API key's"}} {
+			if lim.rate <= 0 || (lim.what != "this organisation's" && c.KeyID == "") {
+				continue
+			}
+			ok, retry, err := g.opts.Limiter.AllowTokens(ctx, lim.key, int(lim.rate), min(n, int(lim.rate)))
+			if err != nil {
+				return err
+			}
+			if !ok {
+				secs := int(retry.Seconds()) + 1
+				return &errs.Error{Kind: errs.KindRateLimited, Code: errs.CodeRateLimited, RetryAfter: secs,
+					Msg: fmt.Sprintf("%s limit of %d tokens a minute is reached; try again in %d seconds", lim.what, lim.rate, secs)}
+			}
+		}
+	}
+	if g.opts.Meter != nil {
+		if err := g.opts.Meter.AllowsMetered(ctx, c.TenantID, "tokens", cl.estPrompt); err != nil {
+			return err
+		}
+		if cl.Op == wire.OpChat {
+			if err := g.opts.Meter.AllowsMetered(ctx, c.TenantID, "messages", 1); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && n < len(s) && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
+
