@@ -174,6 +174,14 @@ func (in *ChannelInput) apply(c *Channel, creating bool, platform bool, planExis
 			c.Status = *in.Status
 		}
 	}
+	if c.ModelMapping == nil {
+		c.ModelMapping = map[string]string{}
+	}
+	for _, l := range []*[]string{&c.Models, &c.Plans} {
+		if *l == nil {
+			*l = []string{}
+		}
+	}
 	if creating && c.Weight == 0 && in.Weight == nil {
 		c.Weight = 1
 	}

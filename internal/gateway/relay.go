@@ -347,7 +347,7 @@ func (g *Service) relayStream(w http.ResponseWriter, r *http.Request, cl *call, 
 	usage, ok, err := cand.l.provider.Stream(wc, t, resp.Body, emit)
 	status := http.StatusOK
 	switch {
-	case clientErr != nil:
+	case clientErr != nil || r.Context().Err() != nil:
 		// The client went away: stop upstream and bill what it produced.
 		cancel()
 		status, l.Error = 499, "the client closed the connection mid-stream"

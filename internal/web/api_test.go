@@ -15,6 +15,8 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tenantgate/tenantgate/internal/actor"
+	"github.com/tenantgate/tenantgate/internal/billing"
+	"github.com/tenantgate/tenantgate/internal/gateway"
 	"github.com/tenantgate/tenantgate/internal/identity"
 	"github.com/tenantgate/tenantgate/internal/identity/oidc"
 	"github.com/tenantgate/tenantgate/internal/kv"
@@ -41,6 +43,8 @@ type api struct {
 	rbac    *rbac.Engine
 	oidc    *oidc.Service
 	quota   *quota.Service
+	billing *billing.Service
+	gateway *gateway.Service
 }
 
 func newAPI(t testing.TB, d store.Dialect) *api { return newAPIWithPlatformIdP(t, d, nil) }
@@ -74,9 +78,17 @@ func newAPIWithPlatformIdP(t testing.TB, d store.Dialect, platform *oidc.Platfor
 	t.Cleanup(srv.Close)
 	a.url = srv.URL
 	a.oidc = oidc.New(s, a.ident, a.tenants, box, srv.URL, platform)
+	a.billing = billing.New(s, billing.Options{WebhookSecret: testWebhookSecret})
+	a.gateway = gateway.New(s, gateway.Options{Box: box, Billing: a.billing, Meter: q, Limiter: quota.NewGuarded(quota.NewMemoryLimiter(), true, nil),
+		PlanExists: q.PlanExists, AllowPrivateUpstreams: true, HealthWindow: 4, HealthFailures: 3, ProbeEvery: time.Hour})
+	gwCtx, stopGW := context.WithCancel(context.Background())
+	gwDone := make(chan struct{})
+	go func() { defer close(gwDone); a.gateway.Run(gwCtx) }()
+	t.Cleanup(func() { stopGW(); <-gwDone })
 	handler = NewServer(Deps{Store: s, Tenants: a.tenants, Identity: a.ident, RBAC: a.rbac, OIDC: a.oidc, Quota: a.quota,
 		Limiter: quota.NewMemoryLimiter(), Counters: kv.NewMemory(), BaseDomain: testBaseDomain,
-		PublicURL: "http://tenantgate.test", Version: "test", ServiceTokens: []ServiceToken{{Name: "billing", Token: testServiceToken}}})
+		PublicURL: "http://tenantgate.test", Version: "test", ServiceTokens: []ServiceToken{{Name: "billing", Token: testServiceToken}},
+		Billing: a.billing, Gateway: a.gateway})
 	return a
 }
 
