@@ -176,12 +176,12 @@ func TestCostUsesOverrideThenPlatformPrice(t *testing.T) {
 			tenant, model string
 			want          result
 		}{
-			{a, "openai/gpt-4o", result{"3.00", true}},   // the override
-			{b, "openai/gpt-4o", result{"12.50", true}},  // the platform price
-			{a, "private@a:v1", result{"10.00", true}},   // a's own model
-			{b, "private@a:v1", result{"0.00", false}},   // b never sees a's override
-			{a, "unknown-model", result{"0.00", false}},  // no price at all
-			{b, "OPENAI/GPT-4O", result{"0.00", false}},  // names are exact
+			{a, "openai/gpt-4o", result{"3.00", true}},  // the override
+			{b, "openai/gpt-4o", result{"12.50", true}}, // the platform price
+			{a, "private@a:v1", result{"10.00", true}},  // a's own model
+			{b, "private@a:v1", result{"0.00", false}},  // b never sees a's override
+			{a, "unknown-model", result{"0.00", false}}, // no price at all
+			{b, "OPENAI/GPT-4O", result{"0.00", false}}, // names are exact
 			{a, "openai/gpt-4o-mini", result{"0.00", false}},
 		}
 		for _, tc := range tests {

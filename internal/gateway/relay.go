@@ -275,6 +275,8 @@ func (g *Service) attempt(w http.ResponseWriter, r *http.Request, cl *call, cand
 // tokens durable before the client sees the end of its answer.
 func (g *Service) finish(ctx context.Context, l *Log, u wire.Usage, cand candidate, price func(wire.Usage) (int64, error), hold *billing.Hold,
 	start time.Time, ttft *time.Duration, status int) error {
+	u.PromptTokens, u.CompletionTokens = max(u.PromptTokens, 0), max(u.CompletionTokens, 0)
+	u.CachedTokens = min(max(u.CachedTokens, 0), u.PromptTokens) // an upstream's odd figures never fail a finished call
 	l.PromptTokens, l.CachedTokens, l.CompletionTokens = u.PromptTokens, u.CachedTokens, u.CompletionTokens
 	l.Status, l.LatencyMs = status, int(g.now().Sub(start).Milliseconds())
 	if ttft != nil {
@@ -289,7 +291,11 @@ func (g *Service) finish(ctx context.Context, l *Log, u wire.Usage, cand candida
 		l.CostMicros = cost
 	}
 	l.hold = hold
-	return g.writer.write(ctx, l)
+	err := g.writer.write(ctx, l)
+	if errors.Is(err, errWriterClosed) {
+		g.release(hold) // never queued: nothing will settle it
+	}
+	return err
 }
 
 // relayStream passes the upstream's events to the client as they arrive.

@@ -228,7 +228,9 @@ func (s *server) putPrice(w http.ResponseWriter, r *http.Request, tenantID strin
 	return nil
 }
 
-func (s *server) adminPutPrice(w http.ResponseWriter, r *http.Request) error { return s.putPrice(w, r, "") }
+func (s *server) adminPutPrice(w http.ResponseWriter, r *http.Request) error {
+	return s.putPrice(w, r, "")
+}
 
 func (s *server) adminDeletePrice(w http.ResponseWriter, r *http.Request) error {
 	if err := s.Billing.DeletePrice(r.Context(), "", r.PathValue("model")); err != nil {
