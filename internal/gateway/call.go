@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 
-
 	"github.com/tiktoken-go/tokenizer"
 
 	"github.com/tenantgate/tenantgate/internal/errs"
@@ -372,5 +371,3 @@ func chatChunkToCompletion(chunk []byte) ([]byte, error) {
 	}
 	return json.Marshal(out)
 }
-
-

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"gorm.io/gorm"
 
+	"github.com/tenantgate/tenantgate/internal/actor"
 	"github.com/tenantgate/tenantgate/internal/billing"
 	"github.com/tenantgate/tenantgate/internal/errs"
 	"github.com/tenantgate/tenantgate/internal/money"
@@ -18,32 +19,32 @@ import (
 
 // Log is one relayed call in the request log.
 type Log struct {
-	TenantID         string     `gorm:"primaryKey" json:"tenantId"`
-	ID               string     `gorm:"primaryKey" json:"id"`
-	RequestID        string     `json:"requestId"`
-	UserID           string     `json:"userId"`
-	KeyID            string     `json:"keyId"`
-	ChannelID        string     `json:"channelId"`
-	BYOK             bool       `gorm:"column:byok" json:"byok"`
-	Op               string     `json:"op"`
-	Model            string     `json:"model"`
-	UpstreamModel    string     `json:"upstreamModel"`
-	PromptTokens     int64      `json:"promptTokens"`
-	CachedTokens     int64      `json:"cachedTokens"`
-	CompletionTokens int64      `json:"completionTokens"`
-	CostMicros       int64      `json:"-"`
-	Cost             string     `gorm:"-" json:"cost"`
-	LatencyMs        int        `json:"latencyMs"`
-	TTFTMs           *int       `gorm:"column:ttft_ms" json:"ttftMs"`
-	Status           int        `json:"status"`
-	Error            string     `json:"error,omitempty"`
-	Stream           bool       `json:"stream"`
-	Estimated        bool       `json:"estimated"`
-	Attempts         int        `json:"attempts"`
-	Prompt           *string    `json:"prompt,omitempty"`
-	Completion       *string    `json:"completion,omitempty"`
-	CreatedAt        time.Time  `json:"createdAt"`
-	TotalTokens      int64      `gorm:"-" json:"totalTokens"`
+	TenantID         string    `gorm:"primaryKey" json:"tenantId"`
+	ID               string    `gorm:"primaryKey" json:"id"`
+	RequestID        string    `json:"requestId"`
+	UserID           string    `json:"userId"`
+	KeyID            string    `json:"keyId"`
+	ChannelID        string    `json:"channelId"`
+	BYOK             bool      `gorm:"column:byok" json:"byok"`
+	Op               string    `json:"op"`
+	Model            string    `json:"model"`
+	UpstreamModel    string    `json:"upstreamModel"`
+	PromptTokens     int64     `json:"promptTokens"`
+	CachedTokens     int64     `json:"cachedTokens"`
+	CompletionTokens int64     `json:"completionTokens"`
+	CostMicros       int64     `json:"-"`
+	Cost             string    `gorm:"-" json:"cost"`
+	LatencyMs        int       `json:"latencyMs"`
+	TTFTMs           *int      `gorm:"column:ttft_ms" json:"ttftMs"`
+	Status           int       `json:"status"`
+	Error            string    `json:"error,omitempty"`
+	Stream           bool      `json:"stream"`
+	Estimated        bool      `json:"estimated"`
+	Attempts         int       `json:"attempts"`
+	Prompt           *string   `json:"prompt,omitempty"`
+	Completion       *string   `json:"completion,omitempty"`
+	CreatedAt        time.Time `json:"createdAt"`
+	TotalTokens      int64     `gorm:"-" json:"totalTokens"`
 
 	hold *billing.Hold // released or settled with the row
 	done chan error    // the writer's answer
@@ -131,9 +132,10 @@ func (w *writer) flush(batch []*Log) {
 		}
 		byTenant[l.TenantID] = append(byTenant[l.TenantID], l)
 	}
+	ctx := actor.With(context.Background(), actor.System("gateway metering"))
 	for _, t := range order {
 		logs := byTenant[t]
-		err := w.g.persist(context.Background(), t, logs)
+		err := w.g.persist(ctx, t, logs)
 		for _, l := range logs {
 			l.done <- err
 		}

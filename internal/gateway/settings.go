@@ -26,9 +26,9 @@ type RedactRule struct {
 // Settings are a tenant's gateway settings.
 type Settings struct {
 	TenantID         string       `gorm:"primaryKey" json:"-"`
-	StoreContent     bool         `json:"storeContent"`   // keep prompts and completions in the request log
-	AllowUnpriced    bool         `json:"allowUnpriced"`  // serve platform models that have no price (free of charge)
-	BYOKOnly         bool         `json:"byokOnly"`       // route only to the tenant's own channels
+	StoreContent     bool         `json:"storeContent"`  // keep prompts and completions in the request log
+	AllowUnpriced    bool         `json:"allowUnpriced"` // serve platform models that have no price (free of charge)
+	BYOKOnly         bool         `json:"byokOnly"`      // route only to the tenant's own channels
 	RedactPatterns   []RedactRule `gorm:"serializer:json" json:"redactPatterns"`
 	LogRetentionDays int          `json:"logRetentionDays"` // request-log rows older than this are deleted (0: keep)
 	UpdatedAt        time.Time    `json:"updatedAt"`
