@@ -1,0 +1,187 @@
+package gateway
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tenantgate/tenantgate/internal/errs"
+	"github.com/tenantgate/tenantgate/internal/gateway/wire"
+)
+
+func TestWeightedOrderFollowsWeights(t *testing.T) {
+	heavy := &live{ch: Channel{ID: "heavy", Weight: 3}}
+	light := &live{ch: Channel{ID: "light", Weight: 1}}
+	first := map[string]int{}
+	const n = 8000
+	for range n {
+		first[weightedOrder([]*live{light, heavy})[0].ch.ID]++
+	}
+	// 3:1 → heavy first 75 % of the time; 8000 draws put it within ±3 %.
+	if share := float64(first["heavy"]) / n; share < 0.72 || share > 0.78 {
+		t.Errorf("heavy first %.3f of the time, want about 0.75", share)
+	}
+	if got := weightedOrder([]*live{light}); len(got) != 1 || got[0] != light {
+		t.Errorf("one channel: %v", got)
+	}
+}
+
+func TestHealthWindow(t *testing.T) {
+	var h health
+	got := []int{}
+	for _, failed := range []bool{true, true, false, true, false, false, false, false} {
+		got = append(got, h.record(4, failed))
+	}
+	// Failures among the last 4 after each request.
+	if diff := cmp.Diff([]int{1, 2, 2, 3, 2, 1, 1, 0}, got); diff != "" {
+		t.Errorf("failures in window (-want +got):\n%s", diff)
+	}
+}
+
+func TestRefusePrivate(t *testing.T) {
+	for addr, refused := range map[string]bool{
+		"127.0.0.1:80": true, "[::1]:443": true, "10.1.2.3:80": true, "192.168.0.1:80": true, "172.16.5.4:80": true,
+		"169.254.169.254:80": true, "100.64.0.1:80": true, "0.0.0.0:80": true, "[fe80::1]:80": true, "[fd00::1]:80": true,
+		"8.8.8.8:443": false, "[2606:4700::1111]:443": false, "100.128.0.1:80": false,
+	} {
+		if err := refusePrivate("tcp", addr, nil); (err != nil) != refused {
+			t.Errorf("%s: refused=%v, want %v", addr, err != nil, refused)
+		}
+	}
+}
+
+func TestParseCall(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		op    wire.Op
+		body  string
+		field string // "" for a valid call
+	}{
+		{"chat", wire.OpChat, `{"model":"m","messages":[{"role":"user","content":"hi"}]}`, ""},
+		{"chat parts", wire.OpChat, `{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}]}`, ""},
+		{"no model", wire.OpChat, `{"messages":[{"role":"user","content":"hi"}]}`, "model"},
+		{"bad model", wire.OpChat, `{"model":"a b","messages":[{"role":"user","content":"hi"}]}`, "model"},
+		{"no messages", wire.OpChat, `{"model":"m","messages":[]}`, "messages"},
+		{"bad role", wire.OpChat, `{"model":"m","messages":[{"role":"robot","content":"hi"}]}`, "messages[0].role"},
+		{"bad content", wire.OpChat, `{"model":"m","messages":[{"role":"user","content":7}]}`, "messages[0].content"},
+		{"negative max", wire.OpChat, `{"model":"m","max_tokens":-1,"messages":[{"role":"user","content":"hi"}]}`, "max_tokens"},
+		{"wrong type", wire.OpChat, `{"model":"m","messages":"hi"}`, "?"},
+		{"completion", wire.OpCompletion, `{"model":"m","prompt":"once upon"}`, ""},
+		{"completion no prompt", wire.OpCompletion, `{"model":"m"}`, "prompt"},
+		{"embedding", wire.OpEmbedding, `{"model":"e","input":["a","b"]}`, ""},
+		{"embedding no input", wire.OpEmbedding, `{"model":"e"}`, "input"},
+		{"not an object", wire.OpChat, `[1,2]`, "?"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseCall(tc.op, []byte(tc.body))
+			e, _ := errs.As(err)
+			switch {
+			case tc.field == "" && err != nil:
+				t.Errorf("valid call refused: %v", err)
+			case tc.field != "" && (e == nil || e.Kind != errs.KindInvalid):
+				t.Errorf("got %v, want a 400", err)
+			case tc.field != "" && tc.field != "?" && e.Fields[tc.field] == "":
+				t.Errorf("no problem named for %s: %v", tc.field, e.Fields)
+			}
+		})
+	}
+	cl, err := parseCall(wire.OpCompletion, []byte(`{"model":"m","prompt":["a","b"]}`))
+	if err != nil || cl.Chat != nil {
+		t.Errorf("several prompts have no chat form: %v %v", cl.Chat, err)
+	}
+	cl, _ = parseCall(wire.OpChat, []byte(`{"model":"m","stream":true,"stream_options":{"include_usage":true},"max_completion_tokens":9,"messages":[{"role":"user","content":"hi"}]}`))
+	if !cl.Stream || !cl.includeUsage || cl.maxOut != 9 {
+		t.Errorf("stream flags: %+v", cl)
+	}
+}
+
+func TestRedactKeepsUnknownFields(t *testing.T) {
+	set := (&Settings{RedactPatterns: []RedactRule{{Name: "card", Pattern: `\b\d{4}(?: \d{4}){3}\b`}}}).compile(nil)
+	g := &Service{}
+	cl, err := parseCall(wire.OpChat, []byte(`{"model":"m","logit_bias":{"42":1},"messages":[
+		{"role":"user","content":"pay with 4242 4242 4242 4242 please"},
+		{"role":"user","content":[{"type":"text","text":"or 1111 2222 3333 4444"},{"type":"image_url","image_url":{"url":"https://x/1111 2222 3333 4444.png"}}]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.redact(&cl, set); err != nil {
+		t.Fatal(err)
+	}
+	body := string(cl.Body)
+	if strings.Contains(body, "4242 4242") || strings.Contains(body, "or 1111") || !strings.Contains(body, `"logit_bias":{"42":1}`) {
+		t.Errorf("redacted body: %s", body)
+	}
+	if !strings.Contains(body, "https://x/1111 2222 3333 4444.png") {
+		t.Errorf("image URLs are not prompt text and stay: %s", body)
+	}
+	if got := cl.Chat.Messages[0].Text(); got != "pay with [REDACTED] please" {
+		t.Errorf("decoded message: %q", got)
+	}
+}
+
+func TestCompletionFromChat(t *testing.T) {
+	out, err := chatToCompletion([]byte(`{"id":"chatcmpl-9","object":"chat.completion","created":5,"model":"c","choices":[{"index":0,"message":{"role":"assistant","content":"Paris"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"id":"cmpl-9","object":"text_completion","created":5,"model":"c","choices":[{"text":"Paris","index":0,"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}`
+	if string(out) != want {
+		t.Errorf("completion:\n got %s\nwant %s", out, want)
+	}
+	out, err = chatChunkToCompletion([]byte(`{"id":"chatcmpl-9","object":"chat.completion.chunk","created":5,"model":"c","choices":[{"index":0,"delta":{"content":"Pa"},"finish_reason":null}]}`))
+	if err != nil || !strings.Contains(string(out), `"text":"Pa"`) || !strings.Contains(string(out), `"object":"text_completion"`) {
+		t.Errorf("chunk: %s %v", out, err)
+	}
+}
+
+func TestChannelInputValidation(t *testing.T) {
+	str := func(s string) *string { return &s }
+	num := func(n int) *int { return &n }
+	for _, tc := range []struct {
+		name   string
+		in     ChannelInput
+		fields []string
+	}{
+		{"valid", ChannelInput{Name: str("a"), Provider: str("openai"), Keys: []string{"k"}, Models: []string{"m"}}, nil},
+		{"compatible without key", ChannelInput{Name: str("a"), Provider: str("openai_compatible"), BaseURL: str("http://h:1/v1"), Models: []string{"*"}}, nil},
+		{"everything wrong", ChannelInput{Name: str(""), Provider: str("bard"), BaseURL: str("ftp://x"), ProxyURL: str("gopher://p"),
+			Priority: num(5000), Weight: num(0), MaxConcurrency: num(-1), TimeoutMs: num(-5), Plans: []string{"pro"},
+			Headers: map[string]*string{"Host": str("evil")}},
+			[]string{"name", "provider", "baseUrl", "proxyUrl", "priority", "weight", "maxConcurrency", "timeoutMs", "plans", "headers", "models", "keys"}},
+		{"azure needs a base URL", ChannelInput{Name: str("a"), Provider: str("azure"), Keys: []string{"k"}, Models: []string{"d"}}, []string{"baseUrl"}},
+		{"credentials in URL", ChannelInput{Name: str("a"), Provider: str("openai"), BaseURL: str("https://u:p@h/v1"), Keys: []string{"k"}, Models: []string{"m"}}, []string{"baseUrl"}},
+		{"bad mapping", ChannelInput{Name: str("a"), Provider: str("openai"), Keys: []string{"k"}, ModelMapping: map[string]string{"x": "a b"}}, []string{"modelMapping"}},
+		{"multi-line key", ChannelInput{Name: str("a"), Provider: str("openai"), Keys: []string{"k\nX-Evil: 1"}, Models: []string{"m"}}, []string{"keys"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Channel{}
+			_, _, err := tc.in.apply(c, true, false, nil)
+			var got []string
+			if e, ok := errs.As(err); ok {
+				for f := range e.Fields {
+					got = append(got, f)
+				}
+			}
+			want := append([]string(nil), tc.fields...)
+			sortStrings(got)
+			sortStrings(want)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("fields with problems (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestUsageChunkForStreamsWithoutUsage(t *testing.T) {
+	c := usageChunk([]byte(`{"id":"x","object":"chat.completion.chunk","created":7,"model":"m","choices":[{"index":0,"delta":{"content":"a"}}]}`),
+		wire.Usage{PromptTokens: 5, CompletionTokens: 2})
+	var got map[string]any
+	if err := json.Unmarshal(c, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got["id"] != "x" || len(got["choices"].([]any)) != 0 || got["usage"].(map[string]any)["total_tokens"].(float64) != 7 {
+		t.Errorf("usage chunk: %s", c)
+	}
+}
