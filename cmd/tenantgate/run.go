@@ -309,7 +309,9 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
 		WriteTimeout: 120 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	bg, stopBg := context.WithCancel(ctx)
+	// Background work outlives the signal until the requests in flight are
+	// done (Shutdown below), so their usage can still be written.
+	bg, stopBg := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBg()
 	go svc.tenants.RunPurger(actor.With(bg, actor.System("maintenance")), cfg.PurgeEvery, tenant.Maintenance{PaidPlan: svc.quota.PaidPlan,
 		Jobs: []tenant.Job{{Name: "usage counter pruning", Run: svc.quota.PruneCounters}, {Name: "AI request log retention", Run: svc.gateway.PruneLogs}}})
