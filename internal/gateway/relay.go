@@ -99,7 +99,11 @@ func (g *Service) Serve(w http.ResponseWriter, r *http.Request, op wire.Op, c Ca
 				m, _, err := g.opts.Billing.Cost(context.WithoutCancel(r.Context()), c.TenantID, cl.Model, u.PromptTokens, u.CachedTokens, u.CompletionTokens)
 				return int64(m), err
 			}
-			est, err := price(wire.Usage{PromptTokens: cl.estPrompt, CompletionTokens: cl.maxOut})
+			out := cl.maxOut
+			if out == 0 && cl.Op != wire.OpEmbedding {
+				out = g.opts.DefaultMaxOutput // no cap set: reserve for a long answer
+			}
+			est, err := price(wire.Usage{PromptTokens: cl.estPrompt, CompletionTokens: out})
 			if err != nil {
 				return err
 			}

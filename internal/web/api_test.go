@@ -103,6 +103,9 @@ type resp struct {
 func (r resp) code() string {
 	e, _ := r.Body["error"].(map[string]any)
 	c, _ := e["code"].(string)
+	if _, openAIShape := e["type"]; openAIShape {
+		return strings.ToUpper(c) // /v1/* answers OpenAI's shape, with the code lower-case
+	}
 	return c
 }
 
