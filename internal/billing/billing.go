@@ -135,23 +135,6 @@ type keySpendRow struct {
 func (keySpendRow) TableName() string { return "key_spend" }
 func (keySpendRow) TenantOwned()      {}
 
-type notification struct {
-	TenantID      string `gorm:"primaryKey"`
-	ID            string `gorm:"primaryKey"`
-	RecipientType string
-	RecipientID   string
-	Channel       string
-	Subject       string
-	Content       string
-	Priority      string
-	Status        string
-	Metadata      store.JSON
-	CreatedAt     time.Time
-}
-
-func (notification) TableName() string { return "notifications" }
-func (notification) TenantOwned()      {}
-
 // Account is a tenant's balance and settings.
 type Account struct {
 	TenantID            string

@@ -3,6 +3,7 @@ package billing
 import (
 	"context"
 	"fmt"
+	"github.com/tenantgate/tenantgate/internal/notify"
 	"math"
 	"slices"
 	"sync"
@@ -378,10 +379,8 @@ func (s *Service) lowBalance(ctx context.Context, tx *gorm.DB, tenantID string, 
 		ResourceID: tenantID, Action: "threshold", Metadata: meta}); err != nil {
 		return err
 	}
-	n := notification{TenantID: tenantID, ID: uuid.Must(uuid.NewV7()).String(), RecipientType: "tenant", RecipientID: tenantID, Channel: "email",
+	return notify.RecordTx(tx, notify.Message{TenantID: tenantID, Priority: "high", Metadata: meta,
 		Subject: fmt.Sprintf("Your balance is below %s %s", threshold, s.currency),
 		Content: fmt.Sprintf("Your organisation's balance is %s %s, below its low-balance threshold of %s %s. "+
-			"Top up the balance or redeem a code so that calls keep working.", balance, s.currency, threshold, s.currency),
-		Priority: "high", Status: "pending", Metadata: store.JSON(store.MustJSON(meta)), CreatedAt: now}
-	return tx.Create(&n).Error
+			"Top up the balance or redeem a code so that calls keep working.", balance, s.currency, threshold, s.currency)}, now)
 }

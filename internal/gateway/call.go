@@ -312,32 +312,45 @@ func (g *Service) countLocally(cl *call, answer string) wire.Usage {
 	return wire.Usage{PromptTokens: prompt, CompletionTokens: g.tokens.count(answer)}
 }
 
+// textCompletion is OpenAI's text_completion object (and stream chunk).
+type textCompletion struct {
+	ID      string             `json:"id"`
+	Object  string             `json:"object"`
+	Created int64              `json:"created"`
+	Model   string             `json:"model"`
+	Choices []completionChoice `json:"choices"`
+	Usage   *wire.UsageObject  `json:"usage,omitempty"`
+}
+
+type completionChoice struct {
+	Text         string          `json:"text"`
+	Index        int             `json:"index"`
+	Logprobs     json.RawMessage `json:"logprobs"`
+	FinishReason any             `json:"finish_reason"` // a string; null in stream chunks until the end
+}
+
+func newTextCompletion(id string, created int64, model string, u *wire.UsageObject) textCompletion {
+	return textCompletion{ID: strings.Replace(id, "chatcmpl-", "cmpl-", 1), Object: "text_completion", Created: created, Model: model,
+		Usage: u, Choices: []completionChoice{}}
+}
+
+func textOf(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
 // chatToCompletion turns a chat.completion answer into a text_completion.
 func chatToCompletion(body []byte) ([]byte, error) {
 	var c wire.ChatResponse
 	if err := json.Unmarshal(body, &c); err != nil {
 		return nil, err
 	}
-	type choice struct {
-		Text         string          `json:"text"`
-		Index        int             `json:"index"`
-		Logprobs     json.RawMessage `json:"logprobs"`
-		FinishReason string          `json:"finish_reason"`
-	}
-	out := struct {
-		ID      string            `json:"id"`
-		Object  string            `json:"object"`
-		Created int64             `json:"created"`
-		Model   string            `json:"model"`
-		Choices []choice          `json:"choices"`
-		Usage   *wire.UsageObject `json:"usage,omitempty"`
-	}{ID: strings.Replace(c.ID, "chatcmpl-", "cmpl-", 1), Object: "text_completion", Created: c.Created, Model: c.Model, Usage: c.Usage, Choices: []choice{}}
+	out := newTextCompletion(c.ID, c.Created, c.Model, c.Usage)
 	for _, ch := range c.Choices {
-		text := ""
-		if ch.Message.Content != nil {
-			text = *ch.Message.Content
-		}
-		out.Choices = append(out.Choices, choice{Text: text, Index: ch.Index, Logprobs: json.RawMessage("null"), FinishReason: ch.FinishReason})
+		out.Choices = append(out.Choices, completionChoice{Text: textOf(ch.Message.Content), Index: ch.Index, Logprobs: json.RawMessage("null"),
+			FinishReason: ch.FinishReason})
 	}
 	return json.Marshal(out)
 }
@@ -348,26 +361,10 @@ func chatChunkToCompletion(chunk []byte) ([]byte, error) {
 	if err := json.Unmarshal(chunk, &c); err != nil {
 		return nil, err
 	}
-	type choice struct {
-		Text         string          `json:"text"`
-		Index        int             `json:"index"`
-		Logprobs     json.RawMessage `json:"logprobs"`
-		FinishReason *string         `json:"finish_reason"`
-	}
-	out := struct {
-		ID      string            `json:"id"`
-		Object  string            `json:"object"`
-		Created int64             `json:"created"`
-		Model   string            `json:"model"`
-		Choices []choice          `json:"choices"`
-		Usage   *wire.UsageObject `json:"usage,omitempty"`
-	}{ID: strings.Replace(c.ID, "chatcmpl-", "cmpl-", 1), Object: "text_completion", Created: c.Created, Model: c.Model, Usage: c.Usage, Choices: []choice{}}
+	out := newTextCompletion(c.ID, c.Created, c.Model, c.Usage)
 	for _, ch := range c.Choices {
-		text := ""
-		if ch.Delta.Content != nil {
-			text = *ch.Delta.Content
-		}
-		out.Choices = append(out.Choices, choice{Text: text, Index: ch.Index, Logprobs: json.RawMessage("null"), FinishReason: ch.FinishReason})
+		out.Choices = append(out.Choices, completionChoice{Text: textOf(ch.Delta.Content), Index: ch.Index, Logprobs: json.RawMessage("null"),
+			FinishReason: ch.FinishReason})
 	}
 	return json.Marshal(out)
 }

@@ -158,7 +158,8 @@ func (g *Service) persist(ctx context.Context, tenantID string, logs []*Log) err
 			messages++
 		}
 	}
-	err := g.store.Tx(store.WithTenant(ctx, tenantID), func(tx *gorm.DB) error {
+	ctx = store.WithTenant(ctx, tenantID) // audit events and notifications written below belong to the tenant
+	err := g.store.Tx(ctx, func(tx *gorm.DB) error {
 		if err := insertLogs(tx, logs); err != nil {
 			return err
 		}

@@ -3,12 +3,12 @@ package quota
 import (
 	"context"
 	"fmt"
+	"github.com/tenantgate/tenantgate/internal/notify"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
@@ -44,23 +44,6 @@ type counter struct {
 
 func (counter) TableName() string { return "usage_counters" }
 func (counter) TenantOwned()      {}
-
-type notification struct {
-	TenantID      string `gorm:"primaryKey"`
-	ID            string `gorm:"primaryKey"`
-	RecipientType string
-	RecipientID   string
-	Channel       string
-	Subject       string
-	Content       string
-	Priority      string
-	Status        string
-	Metadata      store.JSON
-	CreatedAt     time.Time
-}
-
-func (notification) TableName() string { return "notifications" }
-func (notification) TenantOwned()      {}
 
 // MeteredLimit ties a meter to the plan limit that bounds it per period.
 type MeteredLimit struct {
@@ -263,12 +246,10 @@ func (s *Service) thresholds(ctx context.Context, tx *gorm.DB, e *Entitlements, 
 		if pct == 100 {
 			priority = "urgent"
 		}
-		n := notification{ID: uuid.Must(uuid.NewV7()).String(), RecipientType: "tenant", RecipientID: e.TenantID, Channel: "email",
+		if err := notify.RecordTx(tx, notify.Message{TenantID: e.TenantID, Priority: priority, Metadata: meta,
 			Subject: fmt.Sprintf("You have used %d%% of your %s", pct, m.Limit),
 			Content: fmt.Sprintf("Your organisation has used %d of %d %s this %s. It resets at %s.", after, limit, m.Limit, m.Period,
-				periodEnd(m.Period, start).Format(time.RFC1123)),
-			Priority: priority, Status: "pending", Metadata: store.JSON(store.MustJSON(meta)), CreatedAt: s.now()}
-		if err := tx.Create(&n).Error; err != nil {
+				periodEnd(m.Period, start).Format(time.RFC1123))}, s.now()); err != nil {
 			return err
 		}
 	}
@@ -522,11 +503,22 @@ func (s *Service) AllowsMetered(ctx context.Context, tenantID, meter string, amo
 		s.periods[tenantID] = c
 		s.periodsMu.Unlock()
 	}
+	// The limit comes from the entitlements (cached, and dropped at once when
+	// an operator changes them), not from the cached periods.
+	e, err := s.Cached(ctx, tenantID)
+	if err != nil {
+		return err
+	}
+	m := MeteredLimits[meter]
 	s.periodsMu.Lock()
 	defer s.periodsMu.Unlock()
 	for _, u := range c.uses {
-		if u.Meter == meter && u.Max != Unlimited && u.Used+amount > u.Max {
-			return exceeded(MeteredLimits[meter], u)
+		if u.Meter != meter {
+			continue
+		}
+		u.Max = e.Limit(m.Limit)
+		if u.Max != Unlimited && u.Used+amount > u.Max {
+			return exceeded(m, u)
 		}
 	}
 	return nil
