@@ -229,6 +229,7 @@ type LogFilter struct {
 	ChannelID string
 	Status    string // ok | error | a status code
 	From, To  time.Time
+	Query     string // a request id, or part of a model name or an error
 }
 
 // Logs lists the tenant's request log, newest first.
@@ -253,6 +254,10 @@ func (g *Service) Logs(ctx context.Context, tenantID string, f LogFilter, p stor
 				return errs.Invalid("bad status filter", map[string]string{"status": "must be ok, error or an HTTP status code"})
 			}
 			q = q.Where("status = ?", code)
+		}
+		if f.Query != "" {
+			like := "%" + strings.NewReplacer(`\`, `\\`, "%", `\%`, "_", `\_`).Replace(f.Query) + "%"
+			q = q.Where(`request_id = ? OR model LIKE ? ESCAPE '\' OR error LIKE ? ESCAPE '\'`, f.Query, like, like)
 		}
 		if !f.From.IsZero() {
 			q = q.Where("created_at >= ?", f.From.UTC())

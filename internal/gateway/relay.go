@@ -108,7 +108,12 @@ func (g *Service) Serve(w http.ResponseWriter, r *http.Request, op wire.Op, c Ca
 				return err
 			}
 			if hold, err = g.opts.Billing.Reserve(r.Context(), c.TenantID, c.KeyID, c.KeyBudget, money.Micros(est)); err != nil {
-				return err
+				// The balance does not cover a platform channel; the tenant's own may still serve it.
+				own := slices.DeleteFunc(slices.Clone(cands), func(x candidate) bool { return !x.byok })
+				if len(own) == 0 {
+					return err
+				}
+				cands, price = own, nil
 			}
 		case !set.AllowUnpriced:
 			cands = slices.DeleteFunc(cands, func(x candidate) bool { return !x.byok })

@@ -217,7 +217,8 @@ func (s *server) listAILogs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	f := gateway.LogFilter{Model: q.Get("model"), KeyID: q.Get("keyId"), UserID: q.Get("userId"), ChannelID: q.Get("channelId"), Status: q.Get("status")}
+	f := gateway.LogFilter{Model: q.Get("model"), KeyID: q.Get("keyId"), UserID: q.Get("userId"), ChannelID: q.Get("channelId"), Status: q.Get("status"),
+		Query: q.Get("q")}
 	fields := errs.Fields{}
 	for name, dst := range map[string]*time.Time{"from": &f.From, "to": &f.To} {
 		if v := q.Get(name); v != "" {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -578,6 +579,33 @@ func TestGatewayRedactionAndContentStorage(t *testing.T) {
 		l := a.want(a.do("GET", "/api/v1/logs", g.org.OwnerToken, nil, nil), 200, "").items()[0]
 		if p, _ := l["prompt"].(string); !strings.Contains(p, "[email]") || strings.Contains(p, "ann@") || l["completion"] != "Hello there" {
 			t.Errorf("stored content: %v", l)
+		}
+	})
+}
+
+// A tenant with no balance is still served by its own channel for a model
+// the platform also sells; the request log searches by request id and model.
+func TestGatewayBYOKWithoutBalanceAndLogSearch(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		g := newGW(t, d, newFakeOpenAI(t, "sk-platform"))
+		a := g.a
+		own := newFakeOpenAI(t, "sk-own")
+		broke := a.signup("broke")
+		key := a.want(a.do("POST", "/api/v1/api-keys", broke.OwnerToken, map[string]any{"name": "app"}, nil), 201, "").str("secret")
+		if status, _, code, _ := openAIErr(t, g.post(t, "/v1/chat/completions", key, chat("gpt-test", nil))); status != 402 || code != "insufficient_quota" {
+			t.Fatalf("no balance, no own channel: %d %s", status, code)
+		}
+		a.want(a.do("POST", "/api/v1/channels", broke.OwnerToken, map[string]any{"name": "mine", "provider": "openai_compatible",
+			"baseUrl": own.URL + "/v1", "keys": []string{"sk-own"}, "models": []string{"gpt-test"}}, nil), 201, "")
+		r := g.post(t, "/v1/chat/completions", key, chat("gpt-test", nil))
+		if body := readAll(t, r); r.StatusCode != 200 || own.calls.Load() != 1 {
+			t.Fatalf("own channel: %d %s (own calls %d)", r.StatusCode, body, own.calls.Load())
+		}
+		rid := r.Header.Get("X-Request-ID")
+		for q, n := range map[string]int{rid: 1, "gpt-te": 1, "nothing-like-it": 0, "%": 0} {
+			if got := a.want(a.do("GET", "/api/v1/logs?status=ok&q="+url.QueryEscape(q), broke.OwnerToken, nil, nil), 200, "").items(); len(got) != n {
+				t.Errorf("q=%q: %d rows, want %d", q, len(got), n)
+			}
 		}
 	})
 }
