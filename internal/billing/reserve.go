@@ -271,11 +271,13 @@ func (s *Service) SettleTx(ctx context.Context, tx *gorm.DB, tenantID string, ch
 	var apply func()
 	after = func() {
 		once.Do(func() {
-			for _, c := range charges {
-				s.Release(c.Hold)
-			}
+			// The new balance first, then the holds: the other order leaves a
+			// moment where available counts the call's cost twice over.
 			if apply != nil {
 				apply()
+			}
+			for _, c := range charges {
+				s.Release(c.Hold)
 			}
 		})
 	}

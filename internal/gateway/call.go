@@ -21,6 +21,7 @@ type completionRequest struct {
 	Temperature   *float64            `json:"temperature,omitempty"`
 	TopP          *float64            `json:"top_p,omitempty"`
 	N             *int                `json:"n,omitempty"`
+	BestOf        *int                `json:"best_of,omitempty"`
 	Stop          json.RawMessage     `json:"stop,omitempty"`
 	Stream        bool                `json:"stream,omitempty"`
 	StreamOptions *wire.StreamOptions `json:"stream_options,omitempty"`
@@ -33,7 +34,7 @@ func badBody(field, problem string) error {
 
 // parseCall reads and checks the client's body for op.
 func parseCall(op wire.Op, body []byte) (call, error) {
-	cl := call{Call: wire.Call{Op: op, Body: body}}
+	cl := call{Call: wire.Call{Op: op, Body: body}, choices: 1}
 	if !json.Valid(body) || len(bytes.TrimSpace(body)) == 0 || bytes.TrimSpace(body)[0] != '{' {
 		return cl, errs.Invalid("the body must be a JSON object", nil)
 	}
@@ -59,6 +60,9 @@ func parseCall(op wire.Op, body []byte) (call, error) {
 		cl.Chat, cl.Model, cl.Stream = &r, r.Model, r.Stream
 		cl.includeUsage = r.Stream && r.StreamOptions != nil && r.StreamOptions.IncludeUsage
 		cl.maxOut = r.MaxOutput()
+		if r.N != nil {
+			cl.choices = *r.N
+		}
 	case wire.OpCompletion:
 		var r completionRequest
 		if err := json.Unmarshal(body, &r); err != nil {
@@ -68,6 +72,12 @@ func parseCall(op wire.Op, body []byte) (call, error) {
 			return cl, badBody("prompt", "is required")
 		}
 		cl.completion, cl.Model, cl.Stream = &r, r.Model, r.Stream
+		if r.N != nil {
+			cl.choices = *r.N
+		}
+		if r.BestOf != nil && *r.BestOf > cl.choices {
+			cl.choices = *r.BestOf
+		}
 		cl.includeUsage = r.Stream && r.StreamOptions != nil && r.StreamOptions.IncludeUsage
 		if r.MaxTokens != nil {
 			cl.maxOut = *r.MaxTokens
@@ -105,6 +115,9 @@ func parseCall(op wire.Op, body []byte) (call, error) {
 	if cl.maxOut < 0 {
 		return cl, badBody("max_tokens", "must be 0 or more")
 	}
+	if cl.choices < 1 || cl.choices > 128 {
+		return cl, badBody("n", "must be from 1 to 128")
+	}
 	return cl, nil
 }
 
@@ -134,6 +147,16 @@ func (g *Service) redact(cl *call, set *Settings) error {
 	if err := json.Unmarshal(cl.Body, &m); err != nil {
 		return errs.Invalid("the body must be a JSON object", nil)
 	}
+	// Go's decoder matches field names case-insensitively; the upstream does
+	// not. A body with "Messages" beside "messages" would be redacted in one
+	// and sent in the other: refuse it.
+	for k := range m {
+		for _, f := range []string{"messages", "prompt", "input"} {
+			if k != f && strings.EqualFold(k, f) {
+				return badBody(k, "the field is spelt "+f)
+			}
+		}
+	}
 	redactValue := func(raw json.RawMessage) json.RawMessage {
 		var v any
 		if json.Unmarshal(raw, &v) != nil {
@@ -151,6 +174,9 @@ func (g *Service) redact(cl *call, set *Settings) error {
 			if c, ok := msgs[i]["content"]; ok {
 				msgs[i]["content"] = redactValue(c)
 			}
+		}
+		if len(msgs) != len(cl.Chat.Messages) {
+			return badBody("messages", "must be an array of message objects")
 		}
 		m["messages"] = mustJSON(msgs)
 		for i := range cl.Chat.Messages {

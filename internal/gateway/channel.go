@@ -15,6 +15,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/tenantgate/tenantgate/internal/audit"
+	"github.com/tenantgate/tenantgate/internal/billing"
 	"github.com/tenantgate/tenantgate/internal/errs"
 	"github.com/tenantgate/tenantgate/internal/store"
 )
@@ -120,7 +121,6 @@ type ChannelInput struct {
 }
 
 var (
-	modelRe      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$`)
 	headerNameRe = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
 	providers    = []string{ProviderOpenAI, ProviderAzure, ProviderAnthropic, ProviderGemini, ProviderCompatible}
 	// headers a channel may not set: the gateway sets them, or they are hop-by-hop.
@@ -128,8 +128,9 @@ var (
 		"proxy-authorization", "keep-alive", "accept-encoding"}
 )
 
-// ValidModel reports whether s is an acceptable model name.
-func ValidModel(s string) bool { return modelRe.MatchString(s) }
+// ValidModel reports whether s is an acceptable model name (the one rule
+// prices follow too, so every model a channel serves can be priced).
+func ValidModel(s string) bool { return billing.ValidModel(s) }
 
 // apply validates in and applies it to c (keys and headers are returned
 // separately, to be sealed).
@@ -201,6 +202,8 @@ func (in *ChannelInput) apply(c *Channel, creating bool, platform bool, planExis
 	if c.ProxyURL != "" {
 		if u, err := url.Parse(c.ProxyURL); err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "socks5") || u.Host == "" {
 			f.Add("proxyUrl", "must be an http, https or socks5 URL")
+		} else if u.User != nil {
+			f.Add("proxyUrl", "must not carry credentials (they would be stored and shown in the clear); use a proxy that trusts the server's address")
 		}
 	}
 	if in.Keys != nil || creating {
@@ -231,7 +234,7 @@ func (in *ChannelInput) apply(c *Channel, creating bool, platform bool, planExis
 	}
 	for _, m := range c.Models {
 		if m != "*" && !ValidModel(m) {
-			f.Add("models", fmt.Sprintf("%q is not a model name (1-200 characters of A-Z a-z 0-9 . _ : / @ + -)", m))
+			f.Add("models", fmt.Sprintf("%q is not a model name (1-200 characters of A-Z a-z 0-9 . _ : / @ -)", m))
 			break
 		}
 	}

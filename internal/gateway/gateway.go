@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"sort"
@@ -90,8 +91,9 @@ type Service struct {
 	loadedAt time.Time
 	reloadMu sync.Mutex
 
-	writer *writer
-	tokens tokens
+	writer  *writer
+	tokens  tokens
+	probing atomic.Bool
 }
 
 // New builds the gateway. Call Run to start its background work.
@@ -142,6 +144,8 @@ func (g *Service) Run(ctx context.Context) {
 	g.Reload(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); g.writer.run() }()
+	var probes sync.WaitGroup
+	defer probes.Wait()
 	reload := time.NewTicker(g.opts.ReloadEvery)
 	probe := time.NewTicker(g.opts.ProbeEvery)
 	defer reload.Stop()
@@ -155,7 +159,10 @@ func (g *Service) Run(ctx context.Context) {
 		case <-reload.C:
 			g.Reload(ctx)
 		case <-probe.C:
-			g.ProbeDisabled(ctx)
+			if g.probing.CompareAndSwap(false, true) { // a slow probe round never holds up reloads
+				probes.Add(1)
+				go func() { defer probes.Done(); defer g.probing.Store(false); g.ProbeDisabled(ctx) }()
+			}
 		}
 	}
 }
@@ -184,8 +191,9 @@ type health struct {
 	ring     []bool // true: failure
 	pos      int
 	filled   int
-	inflight atomic.Int64
-	disabled atomic.Bool // set at once on automatic disablement, before the reload
+	inflight   atomic.Int64
+	disabled   atomic.Bool  // set at once on automatic disablement, before the reload
+	disabledAt atomic.Int64 // when (unix nanoseconds)
 }
 
 func (h *health) record(window int, failed bool) (failures int) {
@@ -205,6 +213,19 @@ func (h *health) record(window int, failed bool) (failures int) {
 		}
 	}
 	return failures
+}
+
+// acquire takes one of the channel's concurrent slots (max 0: unlimited).
+func (h *health) acquire(max int) bool {
+	for {
+		n := h.inflight.Load()
+		if max > 0 && n >= int64(max) {
+			return false
+		}
+		if h.inflight.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
 }
 
 func (h *health) reset() {
@@ -233,22 +254,34 @@ func (g *Service) Reload(ctx context.Context) {
 	byOwner := map[string][]*live{}
 	g.mu.RLock()
 	old := g.health
+	oldLive := map[string]*live{}
+	for _, ls := range g.byOwner {
+		for _, l := range ls {
+			oldLive[l.ch.ID] = l
+		}
+	}
 	g.mu.RUnlock()
 	healthByID := map[string]*health{}
 	for i := range chans {
 		c := chans[i]
-		l, err := g.prepare(&c)
-		if err != nil {
-			g.log.Error("an AI channel cannot be used: its keys cannot be opened (was TENANTGATE_MASTER_KEY changed?)", "channel", c.ID, "err", err)
-			continue
+		var l *live
+		if o, ok := oldLive[c.ID]; ok && o.ch.UpdatedAt.Equal(c.UpdatedAt) && o.ch.Status == c.Status {
+			l = o // unchanged: keep its opened keys and its client's warm connections
+			delete(oldLive, c.ID)
+		} else {
+			var err error
+			if l, err = g.prepare(&c); err != nil {
+				g.log.Error("an AI channel cannot be used: its keys cannot be opened (was TENANTGATE_MASTER_KEY changed?)", "channel", c.ID, "err", err)
+				continue
+			}
 		}
 		if h, ok := old[c.ID]; ok {
 			l.health = h
 		} else {
 			l.health = &health{}
 		}
-		if c.Status == StatusEnabled {
-			l.health.disabled.Store(false)
+		if c.Status == StatusEnabled && l.health.disabled.Load() && c.StatusAt != nil && c.StatusAt.UnixNano() > l.health.disabledAt.Load() {
+			l.health.reset() // enabled again after it was disabled (by a person or the probe): a fresh record
 		}
 		healthByID[c.ID] = l.health
 		byOwner[c.TenantID] = append(byOwner[c.TenantID], l)
@@ -263,6 +296,9 @@ func (g *Service) Reload(ctx context.Context) {
 	g.mu.Lock()
 	g.byOwner, g.health, g.settings, g.loadedAt = byOwner, healthByID, settings, g.now()
 	g.mu.Unlock()
+	for _, l := range oldLive { // changed or removed: let their idle connections go
+		l.client.CloseIdleConnections()
+	}
 }
 
 func (g *Service) prepare(c *Channel) (*live, error) {
@@ -309,21 +345,43 @@ func (e errPrivateAddress) Error() string {
 	return "the channel's address " + e.addr + " is internal (loopback, private or link-local); tenants' channels must use public addresses"
 }
 
+// internalNets are the ranges a tenant's channel may not reach, besides
+// what netip.Addr's own predicates cover: "this network", carrier-grade NAT,
+// IETF protocol assignments, benchmarking, reserved and broadcast IPv4, and
+// the IPv6 forms that embed an IPv4 address (NAT64, 6to4), which could lead
+// back to a private one.
+var internalNets = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"), netip.MustParsePrefix("100.64.0.0/10"), netip.MustParsePrefix("192.0.0.0/24"),
+	netip.MustParsePrefix("198.18.0.0/15"), netip.MustParsePrefix("240.0.0.0/4"),
+	netip.MustParsePrefix("64:ff9b::/96"), netip.MustParsePrefix("64:ff9b:1::/48"), netip.MustParsePrefix("2002::/16"),
+}
+
 func refusePrivate(_, address string, _ syscall.RawConn) error {
 	host, _, err := net.SplitHostPort(address)
 	if err != nil {
 		return err
 	}
-	ip := net.ParseIP(host)
-	if ip == nil || ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() {
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
 		return errPrivateAddress{address}
 	}
-	// Carrier-grade NAT (100.64.0.0/10) is internal too.
-	if v4 := ip.To4(); v4 != nil && v4[0] == 100 && v4[1]&0xc0 == 64 {
+	if internalAddr(ip.Unmap()) {
 		return errPrivateAddress{address}
 	}
 	return nil
+}
+
+func internalAddr(ip netip.Addr) bool {
+	if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() ||
+		ip.IsMulticast() || ip.IsInterfaceLocalMulticast() {
+		return true
+	}
+	for _, p := range internalNets {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // candidate is one channel a request may try, with the model name upstream.

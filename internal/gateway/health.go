@@ -38,6 +38,7 @@ func (g *Service) autoDisable(l *live, reason string) {
 	if !l.health.disabled.CompareAndSwap(false, true) {
 		return
 	}
+	l.health.disabledAt.Store(g.now().UnixNano())
 	g.log.Warn("an AI channel was disabled automatically; the probe re-enables it once it answers", "channel", l.ch.ID,
 		"name", l.ch.Name, "owner", l.ch.TenantID, "reason", reason)
 	ctx := actor.With(context.Background(), actor.System("gateway health"))

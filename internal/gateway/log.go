@@ -135,9 +135,16 @@ func (w *writer) flush(batch []*Log) {
 	ctx := actor.With(context.Background(), actor.System("gateway metering"))
 	for _, t := range order {
 		logs := byTenant[t]
-		err := w.g.persist(ctx, t, logs)
-		for _, l := range logs {
-			l.done <- err
+		if err := w.g.persist(ctx, t, logs); err != nil && len(logs) > 1 {
+			// One bad row must not cancel the others' usage: write them one by one.
+			for _, l := range logs {
+				l.done <- w.g.persist(ctx, t, []*Log{l})
+			}
+			continue
+		} else {
+			for _, l := range logs {
+				l.done <- err
+			}
 		}
 	}
 }
@@ -182,9 +189,11 @@ func (g *Service) persist(ctx context.Context, tenantID string, logs []*Log) err
 		return nil
 	})
 	if err != nil {
-		g.log.Error("could not record AI usage; the calls answer an error and are not billed", "tenant", tenantID, "calls", len(logs), "err", err)
-		for _, c := range charges {
-			g.opts.Billing.Release(c.Hold)
+		g.log.Error("could not record AI usage", "tenant", tenantID, "calls", len(logs), "err", err)
+		if len(logs) == 1 { // a batch is retried row by row; a single row's hold goes back now
+			for _, c := range charges {
+				g.release(c.Hold)
+			}
 		}
 		return errs.Internal(err, "record usage")
 	}

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/tenantgate/tenantgate/internal/billing"
 	"github.com/tenantgate/tenantgate/internal/errs"
@@ -35,6 +36,10 @@ type Caller struct {
 	RequestID       string
 }
 
+// streamWriteTimeout bounds one write to the client: a stream's chunk, or a
+// finished answer.
+const streamWriteTimeout = 60 * time.Second
+
 // MaxRequestBytes bounds a relayed request body (images make them large).
 const MaxRequestBytes = 32 << 20
 
@@ -48,6 +53,7 @@ type call struct {
 	includeUsage bool // the client asked for the usage chunk
 	completion   *completionRequest
 	maxOut       int64
+	choices      int // n: answers asked for (at least 1)
 	estPrompt    int64
 }
 
@@ -103,6 +109,7 @@ func (g *Service) Serve(w http.ResponseWriter, r *http.Request, op wire.Op, c Ca
 			if out == 0 && cl.Op != wire.OpEmbedding {
 				out = g.opts.DefaultMaxOutput // no cap set: reserve for a long answer
 			}
+			out *= int64(cl.choices) // n answers cost n times
 			est, err := price(wire.Usage{PromptTokens: cl.estPrompt, CompletionTokens: out})
 			if err != nil {
 				return err
@@ -122,12 +129,9 @@ func (g *Service) Serve(w http.ResponseWriter, r *http.Request, op wire.Op, c Ca
 			}
 		}
 	}
-	released := false
-	defer func() {
-		if !released {
-			g.release(hold)
-		}
-	}()
+	// Whatever happens, the hold goes back: a settled one is already done
+	// (Release is idempotent), every other path must not keep it.
+	defer func() { g.release(hold) }()
 
 	l := &Log{TenantID: c.TenantID, ID: newID(), RequestID: c.RequestID, UserID: c.UserID, KeyID: c.KeyID, Op: string(op), Model: cl.Model,
 		Stream: cl.Stream, CreatedAt: start}
@@ -144,15 +148,13 @@ func (g *Service) Serve(w http.ResponseWriter, r *http.Request, op wire.Op, c Ca
 		if h.disabled.Load() {
 			continue // disabled by another request meanwhile: never picked
 		}
-		if max := cand.l.ch.MaxConcurrency; max > 0 && h.inflight.Load() >= int64(max) {
-			continue
+		if !h.acquire(cand.l.ch.MaxConcurrency) {
+			continue // at its concurrency limit
 		}
 		l.Attempts++
-		h.inflight.Add(1)
 		done, err := g.attempt(w, r, &cl, cand, l, start, price, hold, set)
 		h.inflight.Add(-1)
 		if done {
-			released = true // settled or released with the log row
 			return err
 		}
 		lastErr = err
@@ -165,9 +167,9 @@ func (g *Service) Serve(w http.ResponseWriter, r *http.Request, op wire.Op, c Ca
 		}
 	}
 	if e, ok := errs.As(lastErr); ok {
-		l.Status, l.Error = e.Kind.HTTPStatus(), e.Msg
+		l.Status, l.Error = e.Kind.HTTPStatus(), truncate(e.Msg, 500)
 	} else {
-		l.Status, l.Error = http.StatusBadGateway, lastErr.Error()
+		l.Status, l.Error = http.StatusBadGateway, truncate(lastErr.Error(), 500)
 	}
 	g.writer.enqueue(l)
 	return lastErr
@@ -222,13 +224,28 @@ func (g *Service) attempt(w http.ResponseWriter, r *http.Request, cl *call, cand
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		msg := lv.provider.ErrorMessage(raw)
+		shown := "" // what the tenant may read of the upstream's words: its own channel's, not the platform's
+		if cand.byok {
+			shown = ": " + msg
+		}
 		switch {
 		case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-			g.fail(lv, fmt.Sprintf("the upstream refused the channel's key (%d): %s", resp.StatusCode, msg), true)
+			// 401 is a key the upstream does not know: disabled at once. 403
+			// (a key without access) counts as a failure.
+			g.fail(lv, fmt.Sprintf("the upstream refused the channel's key (%d): %s", resp.StatusCode, msg), resp.StatusCode == http.StatusUnauthorized)
 			return false, errs.E(errs.KindUpstream, CodeUpstreamError, "the upstream for %q refused the channel's credentials", cl.Model)
-		case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 || resp.StatusCode == http.StatusRequestTimeout:
+		case resp.StatusCode == http.StatusTooManyRequests:
+			// Busy, not broken: try the next channel, but do not count it
+			// against the channel's health (one tenant's volume must not
+			// disable a shared channel for everyone).
+			g.log.Warn("an upstream is rate limiting a channel", "channel", lv.ch.ID, "message", msg)
+			return false, errs.E(errs.KindUpstream, CodeUpstreamError, "the upstream for %q is rate limiting (429)%s", cl.Model, shown)
+		case resp.StatusCode >= 500 || resp.StatusCode == http.StatusRequestTimeout:
 			g.fail(lv, fmt.Sprintf("upstream answered %d: %s", resp.StatusCode, msg), false)
-			return false, errs.E(errs.KindUpstream, CodeUpstreamError, "the upstream for %q answered %d: %s", cl.Model, resp.StatusCode, msg)
+			return false, errs.E(errs.KindUpstream, CodeUpstreamError, "the upstream for %q answered %d%s", cl.Model, resp.StatusCode, shown)
+		case resp.StatusCode < 400:
+			g.fail(lv, fmt.Sprintf("upstream answered %d (a redirect, which the gateway does not follow): check the base URL", resp.StatusCode), false)
+			return false, errs.E(errs.KindUpstream, CodeUpstreamError, "the upstream for %q answered %d", cl.Model, resp.StatusCode)
 		}
 		// The client's request is at fault: pass the answer on, try no other channel.
 		g.ok(lv)
@@ -273,6 +290,7 @@ func (g *Service) attempt(w http.ResponseWriter, r *http.Request, cl *call, cand
 	if err := g.finish(r.Context(), l, usage, cand, price, hold, start, nil, http.StatusOK); err != nil {
 		return true, err
 	}
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(streamWriteTimeout)) // a long answer outlasts the server's write timeout
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Request-ID", cl.caller.RequestID)
 	w.WriteHeader(http.StatusOK)
@@ -311,7 +329,6 @@ func (g *Service) finish(ctx context.Context, l *Log, u wire.Usage, cand candida
 func (g *Service) relayStream(w http.ResponseWriter, r *http.Request, cl *call, cand candidate, t *wire.Target, wc *wire.Call, resp *http.Response,
 	l *Log, start time.Time, price func(wire.Usage) (int64, error), hold *billing.Hold, set *Settings, translated bool, cancel context.CancelFunc) error {
 	rc := http.NewResponseController(w)
-	_ = rc.SetWriteDeadline(time.Time{}) // a stream may outlast the server's write timeout
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
@@ -328,6 +345,9 @@ func (g *Service) relayStream(w http.ResponseWriter, r *http.Request, cl *call, 
 		if clientErr != nil {
 			return clientErr
 		}
+		// A stream may outlast the server's write timeout, but a client that
+		// stops reading must not hold its reservation and the channel's slot.
+		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 		if _, err := fmt.Fprintf(w, "data: %s\n\n", data); err != nil {
 			clientErr = err
 			return err
@@ -368,8 +388,11 @@ func (g *Service) relayStream(w http.ResponseWriter, r *http.Request, cl *call, 
 		status, l.Error = 499, "the client closed the connection mid-stream"
 		g.ok(cand.l)
 	case err != nil:
-		status, l.Error = http.StatusBadGateway, truncate("the upstream stream broke off: "+err.Error(), 500)
-		g.fail(cand.l, l.Error, false)
+		g.fail(cand.l, "the stream broke off: "+err.Error(), false)
+		status, l.Error = http.StatusBadGateway, "the upstream stream broke off"
+		if cand.byok {
+			l.Error = truncate(l.Error+": "+err.Error(), 500)
+		}
 	default:
 		g.ok(cand.l)
 	}
@@ -460,7 +483,13 @@ func isTimeout(err error) bool {
 	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
+// truncate cuts s to at most n bytes on a character boundary, as valid
+// UTF-8 without NUL (which PostgreSQL text refuses), so no stored string can
+// fail a batch.
 func truncate(s string, n int) string {
+	if strings.IndexByte(s, 0) >= 0 || !utf8.ValidString(s) {
+		s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
+	}
 	if len(s) <= n {
 		return s
 	}

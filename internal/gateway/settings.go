@@ -10,6 +10,7 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
+	"github.com/tenantgate/tenantgate/internal/actor"
 	"github.com/tenantgate/tenantgate/internal/audit"
 	"github.com/tenantgate/tenantgate/internal/errs"
 	"github.com/tenantgate/tenantgate/internal/store"
@@ -53,11 +54,13 @@ func (s *Settings) compile(log *slog.Logger) *Settings {
 	s.compiled = s.compiled[:0]
 	for _, r := range s.RedactPatterns {
 		re, err := regexp.Compile(r.Pattern)
-		if err != nil { // validated on save; a bad stored one is skipped, loudly
-			log.Error("a stored redaction pattern does not compile; it is skipped", "tenant", s.TenantID, "rule", r.Name, "err", err)
-			continue
+		if err != nil { // validated on save; a bad stored one masks nothing, loudly
+			if log != nil {
+				log.Error("a stored redaction pattern does not compile; it is skipped", "tenant", s.TenantID, "rule", r.Name, "err", err)
+			}
+			re = nil
 		}
-		s.compiled = append(s.compiled, re)
+		s.compiled = append(s.compiled, re) // index i stays rule i, for its replacement
 	}
 	if s.RedactPatterns == nil {
 		s.RedactPatterns = []RedactRule{}
@@ -71,6 +74,9 @@ func (s *Settings) redact(text string) string {
 		return text
 	}
 	for i, re := range s.compiled {
+		if re == nil {
+			continue
+		}
 		rep := s.RedactPatterns[i].Replacement
 		if rep == "" {
 			rep = "[REDACTED]"
@@ -128,7 +134,11 @@ func (g *Service) UpdateSettings(ctx context.Context, tenantID string, in Settin
 	if in.StoreContent != nil {
 		cur.StoreContent = *in.StoreContent
 	}
-	if in.AllowUnpriced != nil {
+	if in.AllowUnpriced != nil && *in.AllowUnpriced != cur.AllowUnpriced {
+		// The platform pays its upstreams: only an operator may let a tenant use unpriced models.
+		if !actor.From(ctx).IsOperator() {
+			return nil, errs.Forbidden(errs.CodePermissionDenied, "only a platform operator can allow unpriced models (the platform pays for them)")
+		}
 		cur.AllowUnpriced = *in.AllowUnpriced
 	}
 	if in.BYOKOnly != nil {

@@ -44,6 +44,8 @@ func TestRefusePrivate(t *testing.T) {
 	for addr, refused := range map[string]bool{
 		"127.0.0.1:80": true, "[::1]:443": true, "10.1.2.3:80": true, "192.168.0.1:80": true, "172.16.5.4:80": true,
 		"169.254.169.254:80": true, "100.64.0.1:80": true, "0.0.0.0:80": true, "[fe80::1]:80": true, "[fd00::1]:80": true,
+		"[::ffff:127.0.0.1]:80": true, "[64:ff9b::a00:1]:80": true, "[2002:7f00:1::]:80": true, "0.0.0.1:80": true,
+		"198.18.0.1:80": true, "255.255.255.255:80": true, "not-an-ip:80": true,
 		"8.8.8.8:443": false, "[2606:4700::1111]:443": false, "100.128.0.1:80": false,
 	} {
 		if err := refusePrivate("tcp", addr, nil); (err != nil) != refused {

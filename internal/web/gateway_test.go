@@ -371,7 +371,9 @@ func TestGatewayErrorsInOpenAIShape(t *testing.T) {
 		if status, _, code, msg := openAIErr(t, g.post(t, "/v1/chat/completions", g.key, chat("gpt-free", nil))); status != 403 || code != "model_not_priced" || !strings.Contains(msg, "/api/v1/admin/prices/gpt-free") {
 			t.Errorf("unpriced: %d %s %s", status, code, msg)
 		}
-		a.want(a.do("PATCH", "/api/v1/gateway/settings", g.org.OwnerToken, map[string]any{"allowUnpriced": true}, nil), 200, "")
+		// Only an operator may let a tenant use unpriced models: the platform pays for them.
+		a.want(a.do("PATCH", "/api/v1/gateway/settings", g.org.OwnerToken, map[string]any{"allowUnpriced": true}, nil), 403, "PERMISSION_DENIED")
+		a.want(a.do("PATCH", "/api/v1/gateway/settings", g.op, map[string]any{"allowUnpriced": true}, hdr{"X-Tenant-ID": g.org.ID}), 200, "")
 		if r := g.post(t, "/v1/chat/completions", g.key, chat("gpt-free", nil)); r.StatusCode != 200 {
 			t.Errorf("unpriced but allowed: %d %s", r.StatusCode, readAll(t, r))
 		}
@@ -607,5 +609,59 @@ func TestGatewayBYOKWithoutBalanceAndLogSearch(t *testing.T) {
 				t.Errorf("q=%q: %d rows, want %d", q, len(got), n)
 			}
 		}
+	})
+}
+
+// Regressions from the gateway's security review.
+func TestGatewayReviewRegressions(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		up := newFakeOpenAI(t, "sk-upstream")
+		g := newGW(t, d, up)
+		a := g.a
+		// A call refused after its reservation (the request cannot be put to
+		// the upstream) gives the reservation back: a leaked one would make
+		// the next call 402 on a balance that covers one call (about 0.033 reserved each).
+		tight := a.signup("tightco")
+		key := a.want(a.do("POST", "/api/v1/api-keys", tight.OwnerToken, map[string]any{"name": "app"}, nil), 201, "").str("secret")
+		a.want(a.do("POST", "/api/v1/admin/tenants/"+tight.ID+"/topups", g.op, map[string]any{"amount": "0.20", "idempotencyKey": "t"}, nil), 201, "")
+		// Anthropic cannot take n > 1: the adapter refuses the call after the reservation (2 × 0.033).
+		a.want(a.do("POST", "/api/v1/admin/channels", g.op, map[string]any{"name": "claude", "provider": "anthropic",
+			"baseUrl": "http://127.0.0.1:1", "keys": []string{"k"}, "models": []string{"claude-x"}}, nil), 201, "")
+		a.want(a.do("PUT", "/api/v1/admin/prices/claude-x", g.op, map[string]any{"inputPerMTok": "2.00", "outputPerMTok": "8.00"}, nil), 200, "")
+		for range 3 {
+			r := g.post(t, "/v1/chat/completions", key, chat("claude-x", map[string]any{"n": 2}))
+			if status, _, _, _ := openAIErr(t, r); status != 400 {
+				t.Fatalf("n=2 to Anthropic: %d", status)
+			}
+		}
+		if r := g.post(t, "/v1/chat/completions", key, chat("gpt-test", nil)); r.StatusCode != 200 {
+			t.Errorf("after refused calls: %d %s (a reservation leaked)", r.StatusCode, readAll(t, r))
+		}
+		// n answers reserve n times: 20 × 4096 output tokens at 8.00/MTok does not fit 0.20.
+		if status, _, code, _ := openAIErr(t, g.post(t, "/v1/chat/completions", key, chat("gpt-test", map[string]any{"n": 20}))); status != 402 || code != "insufficient_quota" {
+			t.Errorf("n=20: %d %s", status, code)
+		}
+		// NUL in stored content (PostgreSQL text refuses it) still bills and answers.
+		a.want(a.do("PATCH", "/api/v1/gateway/settings", g.org.OwnerToken, map[string]any{"storeContent": true,
+			"redactPatterns": []map[string]any{{"name": "pin", "pattern": `\d{4}`}}}, nil), 200, "")
+		before := g.balance(t)
+		r := g.post(t, "/v1/chat/completions", g.key, chat("gpt-test", map[string]any{"stream": true,
+			"messages": []map[string]any{{"role": "user", "content": "hi\u0000there"}}}))
+		if events := sse(t, r); len(events) == 0 || events[len(events)-1] != "[DONE]" {
+			t.Errorf("stream with NUL: %q", events)
+		}
+		if after := g.balance(t); after == before {
+			t.Errorf("a call with NUL in its prompt was not billed (balance stays %s)", after)
+		}
+		// A case-variant duplicate of messages is refused, not redacted in one and sent in the other.
+		if status, _, _, _ := openAIErr(t, g.post(t, "/v1/chat/completions", g.key, map[string]any{"model": "gpt-test",
+			"messages": []map[string]any{{"role": "user", "content": "1234"}},
+			"Messages": []map[string]any{{"role": "user", "content": "5678"}, {"role": "user", "content": "x"}}})); status != 400 {
+			t.Errorf("case-variant messages: %d", status)
+		}
+		g.ledgerEqualsLogs(t)
+		// Proxy credentials are refused rather than stored in the clear.
+		a.want(a.do("POST", "/api/v1/admin/channels", g.op, map[string]any{"name": "p", "provider": "openai", "keys": []string{"k"},
+			"models": []string{"m"}, "proxyUrl": "http://user:pass@proxy:3128"}, nil), 400, "INVALID_REQUEST")
 	})
 }
