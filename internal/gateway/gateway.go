@@ -187,10 +187,10 @@ func (l *live) key() string {
 
 // health is a channel's recent record, shared across reloads.
 type health struct {
-	mu       sync.Mutex
-	ring     []bool // true: failure
-	pos      int
-	filled   int
+	mu         sync.Mutex
+	ring       []bool // true: failure
+	pos        int
+	filled     int
 	inflight   atomic.Int64
 	disabled   atomic.Bool  // set at once on automatic disablement, before the reload
 	disabledAt atomic.Int64 // when (unix nanoseconds)
