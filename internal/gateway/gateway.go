@@ -42,6 +42,8 @@ type Meter interface {
 	// AllowsMetered refuses (429 TENANT_QUOTA_EXCEEDED) when amount more of
 	// meter does not fit the period; it reads a short-lived cache.
 	AllowsMetered(ctx context.Context, tenantID, meter string, amount int64) error
+	// Warm readies what AddMeteredTx reads, before its transaction begins.
+	Warm(ctx context.Context, tenantID string) error
 }
 
 // TokenLimiter is the rate limiter, counting tokens instead of requests.

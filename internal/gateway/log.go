@@ -166,6 +166,11 @@ func (g *Service) persist(ctx context.Context, tenantID string, logs []*Log) err
 		}
 	}
 	ctx = store.WithTenant(ctx, tenantID) // audit events and notifications written below belong to the tenant
+	if g.opts.Meter != nil {
+		if err := g.opts.Meter.Warm(ctx, tenantID); err != nil { // never a second transaction inside the one below
+			return errs.Wrap(err, "record usage")
+		}
+	}
 	err := g.store.Tx(ctx, func(tx *gorm.DB) error {
 		if err := insertLogs(tx, logs); err != nil {
 			return err

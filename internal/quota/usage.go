@@ -136,6 +136,9 @@ func (s *Service) Ingest(ctx context.Context, evs []Event) (*IngestResult, error
 	tenantID := store.TenantFrom(ctx)
 	res := &IngestResult{}
 	now := s.now()
+	if err := s.Warm(ctx, tenantID); err != nil {
+		return nil, err
+	}
 	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
 		adds := map[[2]string]int64{} // meter, period start → added
 		starts := map[[2]string]time.Time{}
@@ -194,6 +197,27 @@ func (s *Service) Ingest(ctx context.Context, evs []Event) (*IngestResult, error
 	return res, nil
 }
 
+// cachedInTx returns the tenant's entitlements for work inside an open
+// transaction: from the cache even if it just expired, since opening a
+// second transaction there would wait on the first (SQLite holds its one
+// write lock from BEGIN). Callers warm the cache before they begin.
+func (s *Service) cachedInTx(ctx context.Context, tenantID string) (*Entitlements, error) {
+	s.mu.Lock()
+	c, ok := s.ents[tenantID]
+	s.mu.Unlock()
+	if ok {
+		return c.e, nil
+	}
+	return s.Cached(ctx, tenantID) // not warmed: correct, but it nests a transaction
+}
+
+// Warm loads the tenant's entitlements into the cache, so metering inside
+// a transaction that follows need not read them.
+func (s *Service) Warm(ctx context.Context, tenantID string) error {
+	_, err := s.Cached(ctx, tenantID)
+	return err
+}
+
 // addCountersTx adds to the tenant's period counters (keyed by meter and
 // period start) and records the thresholds each addition crosses.
 func (s *Service) addCountersTx(ctx context.Context, tx *gorm.DB, tenantID string, adds map[[2]string]int64, starts map[[2]string]time.Time) error {
@@ -214,7 +238,7 @@ func (s *Service) addCountersTx(ctx context.Context, tx *gorm.DB, tenantID strin
 		}
 		if e == nil {
 			var err error
-			if e, err = s.Cached(ctx, tenantID); err != nil {
+			if e, err = s.cachedInTx(ctx, tenantID); err != nil {
 				return err
 			}
 		}
@@ -394,9 +418,15 @@ func (s *Service) FlushAPICalls(ctx context.Context) (int64, error) {
 	var firstErr error
 	for k, n := range pending {
 		key := [2]string{"api_calls", k.hour.Format(time.RFC3339)}
-		err := s.store.Tx(store.WithTenant(ctx, k.tenantID), func(tx *gorm.DB) error {
-			return s.addCountersTx(ctx, tx, k.tenantID, map[[2]string]int64{key: n}, map[[2]string]time.Time{key: k.hour})
-		})
+		err := s.Warm(ctx, k.tenantID)
+		if err == nil {
+			err = s.store.Tx(store.WithTenant(ctx, k.tenantID), func(tx *gorm.DB) error {
+				return s.addCountersTx(ctx, tx, k.tenantID, map[[2]string]int64{key: n}, map[[2]string]time.Time{key: k.hour})
+			})
+		}
+		if errs.Is(err, errs.CodeTenantNotFound) {
+			continue // purged meanwhile: nothing to count against
+		}
 		if err != nil {
 			if firstErr == nil {
 				firstErr = err

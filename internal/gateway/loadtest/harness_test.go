@@ -25,6 +25,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -195,7 +196,14 @@ func startServer(tb testing.TB, be *backend, name string) *server {
 	tb.Cleanup(func() {
 		s.kill()
 		if tb.Failed() {
-			tb.Logf("last lines of %s:\n%s", s.logPath, s.logTail(30))
+			tb.Logf("warnings and errors in %s:\n%s", s.logPath, strings.Join(s.problems(30), "\n"))
+		}
+		if dir := os.Getenv("TENANTGATE_LOADTEST_KEEP_LOGS"); dir != "" {
+			raw, _ := os.ReadFile(s.logPath)
+			dst := filepath.Join(dir, fmt.Sprintf("%s-%d.log", strings.ReplaceAll(tb.Name(), "/", "_"), s.pid()))
+			if err := os.WriteFile(dst, raw, 0o600); err == nil {
+				tb.Logf("server log kept in %s", dst)
+			}
 		}
 	})
 	deadline := time.Now().Add(30 * time.Second)
@@ -234,6 +242,50 @@ func (s *server) kill() {
 	case <-time.After(10 * time.Second):
 		s.tb.Errorf("server %d did not exit 10 s after SIGKILL", s.pid())
 	}
+}
+
+// problems returns up to n lines of the server's log above info level.
+func (s *server) problems(n int) []string {
+	raw, _ := os.ReadFile(s.logPath)
+	var out []string
+	for _, l := range strings.Split(string(raw), "\n") {
+		if strings.Contains(l, "generated a master key") {
+			continue // expected on a fresh data dir
+		}
+		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") || strings.Contains(l, "panic") {
+			if len(out) == n {
+				out = append(out, "…")
+				break
+			}
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// problemSummary counts the server's error and warning lines by message,
+// without their times and request ids, most frequent first.
+func (s *server) problemSummary(n int) string {
+	counts := map[string]int{}
+	for _, l := range s.problems(1 << 20) {
+		var kept []string
+		for _, f := range strings.Fields(l) {
+			if !strings.HasPrefix(f, "time=") && !strings.HasPrefix(f, "requestId=") && !strings.HasPrefix(f, "file=") {
+				kept = append(kept, f)
+			}
+		}
+		counts[truncate(strings.Join(kept, " "), 240)]++
+	}
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return counts[keys[i]] > counts[keys[j]] })
+	var sb strings.Builder
+	for _, k := range keys[:min(n, len(keys))] {
+		fmt.Fprintf(&sb, "%6d× %s\n", counts[k], k)
+	}
+	return sb.String()
 }
 
 func (s *server) logTail(n int) string {
@@ -443,7 +495,7 @@ func setUp(tb testing.TB, s *server, up *mockUpstream) *fixture {
 // also works against a restarted server).
 func apiBalance(tb testing.TB, s *server) string {
 	tb.Helper()
-	a := &api{tb: tb, url: s.url, hc: &http.Client{Timeout: 30 * time.Second}}
+	a := &api{tb: tb, url: s.url, hc: &http.Client{Timeout: 15 * time.Second}}
 	tok := a.do("POST", "/api/v1/auth/login", "", map[string]any{"email": "owner@loadco.test", "password": ownerPassword, "tenant": "loadco"}, 200).str("accessToken")
 	return a.do("GET", "/api/v1/billing/balance", tok, nil, 200).str("balance")
 }

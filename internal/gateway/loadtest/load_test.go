@@ -31,6 +31,12 @@ const (
 	loadRate    = 2000
 	loadFor     = 10 * time.Second
 	loadWorkers = 256
+	// A phase stops offering calls loadGrace after its end even if calls are
+	// still due (a stalled server must not stretch the run), and a call
+	// gives up after callTimeout; a phase therefore lasts at most
+	// dur + loadGrace + callTimeout.
+	loadGrace   = 2 * time.Second
+	callTimeout = 5 * time.Second
 	warmRate    = 1000
 	warmFor     = 500 * time.Millisecond
 )
@@ -57,7 +63,8 @@ func loadSettings(b *testing.B) (rate int, dur time.Duration) {
 // BenchmarkGatewayLoad measures the gateway's added latency, throughput and
 // memory against a mock upstream that answers at once, then checks the
 // books. It runs once whatever b.N is (use -benchtime 1x) and takes about
-// 50 s per database.
+// 45 s per database (at most about 2 minutes when the server stalls: every
+// phase and every call is bounded, and benchmarks get no -timeout).
 //
 //	GOTOOLCHAIN=local go test ./internal/gateway/loadtest/ -run '^$' -bench BenchmarkGatewayLoad -benchtime 1x -v
 func BenchmarkGatewayLoad(b *testing.B) {
@@ -77,9 +84,10 @@ type loadPhase struct {
 
 type phaseResult struct {
 	loadPhase
-	offered, sent, ok int
+	offered, sent, ok int // sent < offered when the phase stopped with calls still due
 	okIDs             []string
-	lat, svc, lag     []time.Duration // completed calls: from the scheduled send, from the actual send; every call: how late it was sent
+	failed            map[string]outcome // X-Request-ID → what the client saw, for calls that did not complete
+	lat, svc, lag     []time.Duration    // completed calls: from the scheduled send, from the actual send; every call: how late it was sent
 	errs              map[string]int
 	elapsed           time.Duration // from the first scheduled send to the last answer
 	serverCPU         time.Duration
@@ -94,14 +102,24 @@ func (r *phaseResult) otherCores() float64 {
 	return max(0, r.machineCores-(r.serverCPU+r.selfCPU).Seconds()/r.wall.Seconds())
 }
 
+// errors counts the calls sent that did not complete.
 func (r *phaseResult) errors() int { return r.sent - r.ok }
 
-func (r *phaseResult) rps() float64 { return float64(r.ok) / r.elapsed.Seconds() }
+// unsent counts the calls still due when the phase stopped: the server (or
+// the generator) could not keep up with the offered rate.
+func (r *phaseResult) unsent() int { return r.offered - r.sent }
+
+func (r *phaseResult) rps() float64 {
+	if r.elapsed <= 0 {
+		return 0
+	}
+	return float64(r.ok) / r.elapsed.Seconds()
+}
 
 // runPhase offers p.rate calls a second for p.dur through workers workers.
 func runPhase(p loadPhase, workers int, serverPID int) *phaseResult {
-	res := &phaseResult{loadPhase: p, offered: int(float64(p.rate) * p.dur.Seconds()), errs: map[string]int{}}
-	hc := newClient(workers, 10*time.Second)
+	res := &phaseResult{loadPhase: p, offered: int(float64(p.rate) * p.dur.Seconds()), errs: map[string]int{}, failed: map[string]outcome{}}
+	hc := newClient(workers, callTimeout)
 	defer hc.CloseIdleConnections()
 	body := chatBody(p.stream)
 	interval := time.Second / time.Duration(p.rate)
@@ -109,12 +127,18 @@ func runPhase(p loadPhase, workers int, serverPID int) *phaseResult {
 	cpu0, self0 := procCPU(serverPID), procCPU(os.Getpid())
 	busy0, all0 := machineCPU()
 	start := time.Now()
+	stop, cancel := context.WithDeadline(context.Background(), start.Add(p.dur+loadGrace))
+	defer cancel()
 	go func() {
 		defer close(slots)
 		for i := 0; i < res.offered; {
 			due := min(res.offered, int(time.Since(start)/interval)+1)
 			for ; i < due; i++ {
-				slots <- i // blocks when every worker is busy: the lag shows in the latency
+				select {
+				case slots <- i: // blocks when every worker is busy: the lag shows in the latency
+				case <-stop.Done():
+					return
+				}
 			}
 			time.Sleep(interval) // wakes late under load; the next round sends everything due
 		}
@@ -129,6 +153,7 @@ func runPhase(p loadPhase, workers int, serverPID int) *phaseResult {
 			var lat, svc, lag []time.Duration
 			var ids []string
 			errs := map[string]int{}
+			failed := map[string]outcome{}
 			var end time.Time
 			for i := range slots {
 				at := start.Add(time.Duration(i) * interval)
@@ -146,6 +171,9 @@ func runPhase(p loadPhase, workers int, serverPID int) *phaseResult {
 					ids = append(ids, id)
 				} else {
 					errs[fmt.Sprintf("%d %s", status, truncate(detail, 100))]++
+					if id != "" {
+						failed[id] = out
+					}
 				}
 			}
 			mu.Lock()
@@ -155,6 +183,9 @@ func runPhase(p loadPhase, workers int, serverPID int) *phaseResult {
 			res.okIDs = append(res.okIDs, ids...)
 			for k, v := range errs {
 				res.errs[k] += v
+			}
+			for k, v := range failed {
+				res.failed[k] = v
 			}
 			if end.After(last) {
 				last = end
@@ -282,21 +313,28 @@ func gatewayLoad(b *testing.B, d store.Dialect) {
 	fmt.Fprintf(&sb, "%s: offered %d req/s open loop for %v per phase (at most %d calls in flight).\n", d, rate, dur, loadWorkers)
 	fmt.Fprintf(&sb, "latency = from the scheduled send to the end of the answer (includes waiting for a free worker); service = from the actual send.\n")
 	fmt.Fprintf(&sb, "The load generator, the mock upstream and the server share this machine's %d CPUs; the figures include that contention.\n", runtime.NumCPU())
-	fmt.Fprintf(&sb, "%-15s %6s %6s %6s %6s | %8s %8s %8s %8s | %8s %8s | %8s | %6s %6s %5s %5s\n", "phase", "offerd", "ok", "errors", "ok/s",
+	fmt.Fprintf(&sb, "%-15s %6s %6s %6s %6s %6s | %8s %8s %8s %8s | %8s %8s | %8s | %6s %6s %5s %5s\n", "phase", "offerd", "unsent", "ok", "errors", "ok/s",
 		"p50 ms", "p90 ms", "p99 ms", "max ms", "svc p50", "svc p99", "lag p99", "srvCPU", "genCPU", "cores", "other")
 	for _, r := range results {
-		fmt.Fprintf(&sb, "%-15s %6d %6d %6d %6.0f | %8.3f %8.3f %8.3f %8.3f | %8.3f %8.3f | %8.3f | %5.1fs %5.1fs %5.2f %5.2f\n", r.name, r.offered, r.ok, r.errors(), r.rps(),
+		fmt.Fprintf(&sb, "%-15s %6d %6d %6d %6d %6.0f | %8.3f %8.3f %8.3f %8.3f | %8.3f %8.3f | %8.3f | %5.1fs %5.1fs %5.2f %5.2f\n", r.name, r.offered, r.unsent(), r.ok, r.errors(), r.rps(),
 			ms(pct(r.lat, .50)), ms(pct(r.lat, .90)), ms(pct(r.lat, .99)), ms(pct(r.lat, 1)), ms(pct(r.svc, .50)), ms(pct(r.svc, .99)), ms(pct(r.lag, .99)),
 			r.serverCPU.Seconds(), r.selfCPU.Seconds(), r.machineCores, r.otherCores())
 	}
-	fmt.Fprintf(&sb, "(srvCPU: the server's CPU time in the phase; genCPU: this process's, i.e. generator + mock; cores: machine-wide busy cores\n"+
-		" on average; other: cores busy with neither, i.e. other work on the machine, which skews the figures when above ~0.1)\n")
+	fmt.Fprintf(&sb, "(unsent: calls still due when the phase stopped %v after its end, i.e. the offered rate was not absorbed; srvCPU: the server's\n"+
+		" CPU time in the phase; genCPU: this process's, i.e. generator + mock; cores: machine-wide busy cores on average; other: cores\n"+
+		" busy with none of them, i.e. PostgreSQL's backends and any other work on the machine)\n", loadGrace)
 	for i := 0; i < len(results); i += 2 {
 		dr, gr := results[i], results[i+1]
-		add50, add99 := pct(gr.lat, .50)-pct(dr.lat, .50), pct(gr.lat, .99)-pct(dr.lat, .99)
-		fmt.Fprintf(&sb, "%-15s added by the gateway: p50 %+.3f ms, p99 %+.3f ms; server CPU %.0f µs per call\n", strings.Fields(gr.name)[0],
-			ms(add50), ms(add99), float64(gr.serverCPU.Microseconds())/float64(max(1, gr.sent)))
 		kind := strings.Fields(gr.name)[0]
+		if len(gr.lat) == 0 || len(dr.lat) == 0 {
+			fmt.Fprintf(&sb, "%-15s added by the gateway: n/a, no call completed\n", kind)
+			b.ReportMetric(float64(gr.errors()), kind+"-gw-errors")
+			b.ReportMetric(float64(gr.unsent()), kind+"-gw-unsent")
+			continue
+		}
+		add50, add99 := pct(gr.lat, .50)-pct(dr.lat, .50), pct(gr.lat, .99)-pct(dr.lat, .99)
+		fmt.Fprintf(&sb, "%-15s added by the gateway: p50 %+.3f ms, p99 %+.3f ms; server CPU %.0f µs per call\n", kind,
+			ms(add50), ms(add99), float64(gr.serverCPU.Microseconds())/float64(max(1, gr.sent)))
 		b.ReportMetric(ms(pct(dr.lat, .50)), kind+"-direct-p50-ms")
 		b.ReportMetric(ms(pct(dr.lat, .99)), kind+"-direct-p99-ms")
 		b.ReportMetric(ms(pct(gr.lat, .50)), kind+"-gw-p50-ms")
@@ -305,6 +343,7 @@ func gatewayLoad(b *testing.B, d store.Dialect) {
 		b.ReportMetric(ms(add99), kind+"-added-p99-ms")
 		b.ReportMetric(gr.rps(), kind+"-gw-ok/s")
 		b.ReportMetric(float64(gr.errors()), kind+"-gw-errors")
+		b.ReportMetric(float64(gr.unsent()), kind+"-gw-unsent")
 	}
 	fmt.Fprintf(&sb, "server memory: RSS %.1f MiB idle before the load, %.1f MiB peak sampled during it, VmHWM %.1f MiB, RSS %.1f MiB after\n",
 		float64(idleRSS)/1024, float64(peakRSS)/1024, float64(hwm)/1024, float64(afterRSS)/1024)
@@ -320,24 +359,54 @@ func gatewayLoad(b *testing.B, d store.Dialect) {
 	// The books: every call that got its whole 200 has one log row, the
 	// ledger's usage equals the logs' cost, the balance top-ups minus usage.
 	k := readBooks(b, be.open(b), f.tenantID)
-	var gwOK int
-	var lost []string
+	var gwOK, gwErrors, gwUnsent, abandoned200 int
+	var lost, billedErr []string
 	for _, r := range append(append([]*phaseResult{}, results...), warm...) {
 		if r.idPrefix == "" {
 			continue
 		}
 		gwOK += r.ok
+		gwErrors += r.errors()
+		gwUnsent += r.unsent()
 		for _, id := range r.okIDs {
 			if k.requestIDs[id] != 1 || k.rowStatus[id] != 200 {
 				lost = append(lost, fmt.Sprintf("%s (%d rows, status %d)", id, k.requestIDs[id], k.rowStatus[id]))
 			}
 		}
+		for id, out := range r.failed {
+			if k.rowStatus[id] != 200 {
+				continue
+			}
+			if out == errorStatus {
+				billedErr = append(billedErr, id)
+			} else {
+				abandoned200++ // the client gave up (timeout) after the usage was committed: billed as designed
+			}
+		}
+	}
+	if gwErrors > 0 {
+		b.Errorf("GATEWAY ERRORS UNDER LOAD: %d calls through the gateway did not complete (see the errors above and the server's errors below)", gwErrors)
+	}
+	if gwUnsent > 0 {
+		b.Logf("SATURATED: %d calls offered to the gateway were never sent: it did not absorb %d req/s on this machine", gwUnsent, rate)
 	}
 	if len(lost) > 0 {
 		b.Errorf("LOST USAGE: %d calls answered 200 in full without exactly one status-200 log row, e.g. %s", len(lost), strings.Join(lost[:min(5, len(lost))], "; "))
 	}
+	if len(billedErr) > 0 {
+		b.Errorf("BILLED BUT ANSWERED AN ERROR: %d calls got a non-200 answer yet have a status-200 (billed) log row, e.g. %s", len(billedErr), billedErr[0])
+	}
 	if int64(gwOK) != k.ok200 {
-		b.Errorf("LOG COUNT: %d gateway calls got their whole 200, the request log has %d status-200 rows", gwOK, k.ok200)
+		msg := fmt.Sprintf("LOG COUNT: %d gateway calls got their whole 200, the request log has %d status-200 rows; %d of the difference are calls "+
+			"whose client timed out after their usage was committed", gwOK, k.ok200, abandoned200)
+		if int64(gwOK+abandoned200) != k.ok200 {
+			b.Error(msg + ", the rest is unexplained")
+		} else {
+			b.Log(msg)
+		}
+	}
+	if p := srv.problemSummary(8); p != "" {
+		b.Logf("server log, errors and warnings by kind:\n%s", p)
 	}
 	checkBooks(b, k, apiBalance(b, srv))
 	b.Logf("books: %d calls answered 200 through the gateway (with warm-up); %d log rows (%d status 200, %d other); %d usage ledger entries (batches, ~%.0f calls each); "+
