@@ -319,22 +319,25 @@ func (s *Service) SettleTx(ctx context.Context, tx *gorm.DB, tenantID string, ch
 	if len(charges) == 1 {
 		calls = "usage of 1 call"
 	}
-	var ids []string
-	if err := tx.Raw(`INSERT INTO ledger_entries (tenant_id, id, kind, amount_micros, balance_after_micros, reference, description, actor, created_at)
-		VALUES (?, ?, ?, ?, 0, ?, ?, ?, ?) ON CONFLICT (tenant_id, kind, reference) DO NOTHING RETURNING id`,
-		tenantID, id, KindUsage, -sum, ref, calls, actorName(ctx), now).Scan(&ids).Error; err != nil {
-		return nil, err
-	}
-	if len(ids) == 0 {
-		s.log.Warn("billing: a usage batch was settled before; not charged again", "tenant", tenantID, "ref", ref)
-		return after, nil
-	}
+	// The balance first, so the ledger entry is written once with the
+	// balance after it; a batch settled before (its reference exists) is
+	// undone again and not charged twice.
 	st, err := s.applyDelta(tx, tenantID, -sum, now)
 	if err != nil {
 		return nil, err
 	}
-	if err := tx.Exec("UPDATE ledger_entries SET balance_after_micros = ? WHERE tenant_id = ? AND id = ?", st.BalanceMicros, tenantID, id).Error; err != nil {
+	var ids []string
+	if err := tx.Raw(`INSERT INTO ledger_entries (tenant_id, id, kind, amount_micros, balance_after_micros, reference, description, actor, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, kind, reference) DO NOTHING RETURNING id`,
+		tenantID, id, KindUsage, -sum, st.BalanceMicros, ref, calls, actorName(ctx), now).Scan(&ids).Error; err != nil {
 		return nil, err
+	}
+	if len(ids) == 0 {
+		if _, err := s.applyDelta(tx, tenantID, sum, now); err != nil {
+			return nil, err
+		}
+		s.log.Warn("billing: a usage batch was settled before; not charged again", "tenant", tenantID, "ref", ref)
+		return after, nil
 	}
 	keys := make([]string, 0, len(perKey))
 	for k := range perKey {
@@ -355,11 +358,8 @@ func (s *Service) SettleTx(ctx context.Context, tx *gorm.DB, tenantID string, ch
 		}
 		spends[k] = spent[0]
 	}
-	if err := audit.Record(ctx, tx, audit.Entry{TenantID: tenantID, EventType: "billing.usage_charged", Resource: "billing_account",
-		ResourceID: tenantID, Action: "debit", Metadata: map[string]any{"amount": money.Micros(sum).String(), "calls": len(charges),
-			"reference": ref, "entryId": id, "balanceAfter": money.Micros(st.BalanceMicros).String(), "currency": s.currency}}); err != nil {
-		return nil, err
-	}
+	// No audit event per batch: the ledger entry is the record of a debit
+	// (the calls themselves are in the request log).
 	if st.LowBalanceThresholdMicros != nil && !st.LowBalanceNotified && st.BalanceMicros < *st.LowBalanceThresholdMicros {
 		if err := s.lowBalance(ctx, tx, tenantID, st, now); err != nil {
 			return nil, err

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 
 	"github.com/tenantgate/tenantgate/internal/audit"
 	"github.com/tenantgate/tenantgate/internal/errs"
@@ -221,28 +220,67 @@ func (s *Service) Warm(ctx context.Context, tenantID string) error {
 // addCountersTx adds to the tenant's period counters (keyed by meter and
 // period start) and records the thresholds each addition crosses.
 func (s *Service) addCountersTx(ctx context.Context, tx *gorm.DB, tenantID string, adds map[[2]string]int64, starts map[[2]string]time.Time) error {
+	if len(adds) == 0 {
+		return nil
+	}
+	keys := make([][2]string, 0, len(adds))
+	for k := range adds {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b [2]string) int { return strings.Compare(a[0]+a[1], b[0]+b[1]) })
+	// One statement per group of counters with distinct meters (usually all
+	// of them): add, and read back the new totals.
+	var groups [][][2]string
+	for _, k := range keys {
+		placed := false
+		for i, g := range groups {
+			if !slices.ContainsFunc(g, func(o [2]string) bool { return o[0] == k[0] }) {
+				groups[i], placed = append(g, k), true
+				break
+			}
+		}
+		if !placed {
+			groups = append(groups, [][2]string{k})
+		}
+	}
+	totals := map[[2]string]int64{}
+	for _, g := range groups {
+		var sb strings.Builder
+		args := make([]any, 0, len(g)*5)
+		sb.WriteString("INSERT INTO usage_counters (tenant_id, meter, period, period_start, value) VALUES ")
+		for i, k := range g {
+			if i > 0 {
+				sb.WriteString(", ")
+			}
+			sb.WriteString("(?, ?, ?, ?, ?)")
+			args = append(args, tenantID, k[0], MeteredLimits[k[0]].Period, starts[k], adds[k])
+		}
+		sb.WriteString(" ON CONFLICT (tenant_id, meter, period, period_start) DO UPDATE SET value = usage_counters.value + excluded.value RETURNING meter, value")
+		var rows []struct {
+			Meter string
+			Value int64
+		}
+		if err := tx.Raw(sb.String(), args...).Scan(&rows).Error; err != nil {
+			return err
+		}
+		for _, r := range rows {
+			for _, k := range g {
+				if k[0] == r.Meter {
+					totals[k] = r.Value
+				}
+			}
+		}
+	}
 	var e *Entitlements
-	for k, add := range adds {
-		m := MeteredLimits[k[0]]
-		c := counter{TenantID: tenantID, Meter: k[0], Period: m.Period, PeriodStart: starts[k], Value: add}
-		if err := tx.Clauses(clause.OnConflict{
-			Columns:   []clause.Column{{Name: "tenant_id"}, {Name: "meter"}, {Name: "period"}, {Name: "period_start"}},
-			DoUpdates: clause.Assignments(map[string]any{"value": gorm.Expr("usage_counters.value + ?", add)}),
-		}).Create(&c).Error; err != nil {
-			return err
-		}
-		var total int64
-		if err := tx.Model(&counter{}).Select("value").Where("meter = ? AND period = ? AND period_start = ?", k[0], m.Period, starts[k]).
-			Scan(&total).Error; err != nil {
-			return err
-		}
+	for _, k := range keys {
+		total, add := totals[k], adds[k]
 		if e == nil {
 			var err error
 			if e, err = s.cachedInTx(ctx, tenantID); err != nil {
 				return err
 			}
 		}
-		if err := s.thresholds(ctx, tx, e, k[0], m, starts[k], total-add, total); err != nil {
+		if err := s.thresholds(ctx, tx, e, k[0], MeteredLimits[k[0]], starts[k], total-add, total); err != nil {
 			return err
 		}
 	}

@@ -34,7 +34,7 @@ type fakeOpenAI struct {
 	hold     chan struct{} // when set, a stream waits here after its first chunk
 }
 
-func newFakeOpenAI(t *testing.T, key string) *fakeOpenAI {
+func newFakeOpenAI(t testing.TB, key string) *fakeOpenAI {
 	f := &fakeOpenAI{key: key}
 	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.Close)
@@ -114,7 +114,7 @@ type gw struct {
 	chanID string
 }
 
-func newGW(t *testing.T, d store.Dialect, up *fakeOpenAI) *gw {
+func newGW(t testing.TB, d store.Dialect, up *fakeOpenAI) *gw {
 	a := newAPI(t, d)
 	g := &gw{a: a, op: a.operator(), org: a.signup("aigw")}
 	g.key = a.want(a.do("POST", "/api/v1/api-keys", g.org.OwnerToken, map[string]any{"name": "app"}, nil), 201, "").str("secret")

@@ -1,0 +1,41 @@
+package web
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"testing"
+
+	"github.com/tenantgate/tenantgate/internal/store"
+)
+
+// BenchmarkGatewayChat is one non-streaming call through the whole pipeline
+// (key auth, limits, routing, relay to a local upstream, the durable usage
+// write) on SQLite, in process: the server's own cost per call.
+func BenchmarkGatewayChat(b *testing.B) {
+	up := newFakeOpenAI(b, "sk-upstream")
+	g := newGW(b, store.SQLite, up)
+	g.a.want(g.a.do("PUT", "/api/v1/admin/tenants/"+g.org.ID+"/entitlements", g.op, map[string]any{"limits": map[string]int64{
+		"requestsPerMinute": -1, "tokensPerMinute": -1, "apiCallsPerHour": -1, "monthlyTokens": -1, "monthlyMessages": -1}}, nil), 200, "")
+	g.a.want(g.a.do("POST", "/api/v1/admin/tenants/"+g.org.ID+"/topups", g.op, map[string]any{"amount": "100000", "idempotencyKey": "bench"}, nil), 201, "")
+	body, _ := json.Marshal(chat("gpt-test", map[string]any{"max_tokens": 64}))
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req, _ := http.NewRequest("POST", g.a.url+"/v1/chat/completions", bytes.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+g.key)
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				b.Fatalf("status %d", resp.StatusCode)
+			}
+		}
+	})
+}
