@@ -125,7 +125,7 @@ func (g *Service) Serve(w http.ResponseWriter, r *http.Request, op wire.Op, c Ca
 		case !set.AllowUnpriced:
 			cands = slices.DeleteFunc(cands, func(x candidate) bool { return !x.byok })
 			if len(cands) == 0 {
-				return errs.Forbidden(CodeModelNotPriced, "the model %q has no price yet, so it cannot be billed; an operator sets one with PUT /api/v1/admin/prices/%s (or the tenant allows unpriced models in its gateway settings)", cl.Model, cl.Model)
+				return errs.Forbidden(CodeModelNotPriced, "the model %q has no price yet, so it cannot be billed; an operator sets one with PUT /api/v1/admin/prices/%s (or an operator allows unpriced models for this tenant)", cl.Model, cl.Model)
 			}
 		}
 	}
