@@ -76,7 +76,7 @@ func WriteError(w http.ResponseWriter, status int, err error, requestID string) 
 	if e.Kind == errs.KindInternal || msg == "" {
 		msg = "something went wrong on our side; try again, and quote the request id " + requestID + " if it persists"
 	}
-	if len(e.Fields) > 0 {
+	if len(e.Fields) > 0 && e.Kind == errs.KindInvalid { // other kinds say it all in the message
 		parts := make([]string, 0, len(e.Fields))
 		for f, p := range e.Fields {
 			parts = append(parts, f+": "+p)
