@@ -7,6 +7,7 @@ package quota
 import (
 	"context"
 	"fmt"
+	"golang.org/x/sync/singleflight"
 	"maps"
 	"regexp"
 	"slices"
@@ -103,6 +104,7 @@ type Service struct {
 
 	periodsMu sync.Mutex
 	periods   map[string]cachedPeriods // tenant id → current periods, for the AI gateway's hot path
+	periodsSF singleflight.Group
 }
 
 type cachedPeriods struct {

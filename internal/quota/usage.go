@@ -562,14 +562,22 @@ func (s *Service) AllowsMetered(ctx context.Context, tenantID, meter string, amo
 	c, ok := s.periods[tenantID]
 	s.periodsMu.Unlock()
 	if !ok || s.now().After(c.exp) {
-		uses, err := s.CurrentPeriods(ctx, tenantID)
+		// One read per tenant when the cache runs out, however many calls wait for it.
+		v, err, _ := s.periodsSF.Do(tenantID, func() (any, error) {
+			uses, err := s.CurrentPeriods(context.WithoutCancel(ctx), tenantID) // shared: one caller leaving must not fail the others
+			if err != nil {
+				return nil, err
+			}
+			c := cachedPeriods{uses: uses, exp: s.now().Add(periodCacheTTL)}
+			s.periodsMu.Lock()
+			s.periods[tenantID] = c
+			s.periodsMu.Unlock()
+			return c, nil
+		})
 		if err != nil {
 			return err
 		}
-		c = cachedPeriods{uses: uses, exp: s.now().Add(periodCacheTTL)}
-		s.periodsMu.Lock()
-		s.periods[tenantID] = c
-		s.periodsMu.Unlock()
+		c = v.(cachedPeriods)
 	}
 	// The limit comes from the entitlements (cached, and dropped at once when
 	// an operator changes them), not from the cached periods.
