@@ -56,7 +56,7 @@ var envDoc = [][2]string{
 	{"TENANTGATE_BASE_DOMAIN", "tenants answer at {slug}.{base domain} (default: none)"},
 	{"TENANTGATE_PUBLIC_URL", "URL clients reach the server at; the token issuer (default http://localhost:PORT)"},
 	{"TENANTGATE_MASTER_KEY", "32-byte key (hex or base64) sealing secrets; default: generated into DATA_DIR/master.key"},
-	{"TENANTGATE_REDIS_URL", "redis://… (reported by /api/health; used by rate limits and caches as they arrive)"},
+	{"TENANTGATE_REDIS_URL", "redis://… shares rate limits, login lockouts and API-call counters between server processes"},
 	{"TENANTGATE_LOG_FORMAT", "text or json (default text)"},
 	{"TENANTGATE_LOG_LEVEL", "debug, info, warn or error (default info)"},
 	{"TENANTGATE_ACCESS_TOKEN_TTL", "access token lifetime (default 15m)"},
