@@ -29,6 +29,8 @@ type content struct {
 }
 
 // part is one Gemini Part; exactly one of its data fields is set.
+// ThoughtSignature sits beside the data (on functionCall parts, the one
+// that matters; see signature.go).
 type part struct {
 	Text             string            `json:"text,omitempty"`
 	Thought          bool              `json:"thought,omitempty"`
@@ -36,6 +38,7 @@ type part struct {
 	FileData         *fileData         `json:"fileData,omitempty"`
 	FunctionCall     *functionCall     `json:"functionCall,omitempty"`
 	FunctionResponse *functionResponse `json:"functionResponse,omitempty"`
+	ThoughtSignature string            `json:"thoughtSignature,omitempty"`
 }
 
 type blob struct {
@@ -148,7 +151,10 @@ func chatBody(r *wire.ChatRequest) (*generateRequest, error) {
 				if tc.ID != "" {
 					callNames[tc.ID] = tc.Function.Name
 				}
-				parts = append(parts, part{FunctionCall: &functionCall{Name: tc.Function.Name, Args: argsObject(tc.Function.Arguments)}})
+				parts = append(parts, part{
+					FunctionCall:     &functionCall{Name: tc.Function.Name, Args: argsObject(tc.Function.Arguments)},
+					ThoughtSignature: callSignature(tc.ID), // back on the part it came with
+				})
 			}
 			out.add("model", parts)
 		case "tool", "function":

@@ -151,7 +151,7 @@ func choice(pos int, cand *candidate) wire.Choice {
 			switch {
 			case p.Thought:
 			case p.FunctionCall != nil:
-				calls = append(calls, toolCall(p.FunctionCall))
+				calls = append(calls, toolCall(p.FunctionCall, p.ThoughtSignature))
 			case p.Text != "":
 				text.WriteString(p.Text)
 				hasText = true
@@ -171,10 +171,11 @@ func choice(pos int, cand *candidate) wire.Choice {
 	return ch
 }
 
-// toolCall is a Gemini function call as an OpenAI tool call.
-func toolCall(fc *functionCall) wire.ToolCall {
+// toolCall is a Gemini function call as an OpenAI tool call; its id
+// carries the part's thought signature, if any.
+func toolCall(fc *functionCall, signature string) wire.ToolCall {
 	return wire.ToolCall{
-		ID:       "call_" + randomHex(),
+		ID:       callID(signature),
 		Type:     "function",
 		Function: wire.FunctionCall{Name: fc.Name, Arguments: compactArgs(fc.Args)},
 	}

@@ -14,12 +14,15 @@ import (
 
 var (
 	randomChatID = regexp.MustCompile(`^chatcmpl-[0-9a-f]{24}$`)
-	randomCallID = regexp.MustCompile(`^call_[0-9a-f]{24}$`)
+	// randomCallID is a generated tool call id, with the thought signature
+	// it may carry as the second group.
+	randomCallID = regexp.MustCompile(`^call_([0-9a-f]{24})((?:__ts_|__tx_)[A-Za-z0-9_-]+)?$`)
 )
 
 // normalize checks the generated parts of an OpenAI answer or chunk (random
 // ids, created) and replaces them with fixed values, so that the rest can
-// be compared. It returns the tool call ids it saw.
+// be compared: a tool call id becomes call_RANDOM followed by the
+// signature part it carries, if any. It returns the tool call ids it saw.
 func normalize(t *testing.T, v any) []string {
 	t.Helper()
 	m, ok := v.(map[string]any)
@@ -45,11 +48,13 @@ func normalize(t *testing.T, v any) []string {
 			for _, tc := range calls {
 				tc, _ := tc.(map[string]any)
 				id, _ := tc["id"].(string)
-				if !randomCallID.MatchString(id) {
-					t.Errorf("tool call id: got %q, want call_ and 24 hex digits", id)
+				m := randomCallID.FindStringSubmatch(id)
+				if m == nil {
+					t.Errorf("tool call id: got %q, want call_ and 24 hex digits (and a signature)", id)
+					continue
 				}
 				ids = append(ids, id)
-				tc["id"] = "call_RANDOM"
+				tc["id"] = "call_RANDOM" + m[2]
 			}
 		}
 	}
@@ -107,7 +112,7 @@ func TestDecodeChat(t *testing.T) {
 			want: `{
 				"id": "chatcmpl-RANDOM", "object": "chat.completion", "created": 0, "model": "gpt-4o",
 				"choices": [{"index": 0, "message": {"role": "assistant", "content": null, "refusal": null, "tool_calls": [
-						{"id": "call_RANDOM", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\",\"unit\":\"celsius\"}"}},
+						{"id": "call_RANDOM__ts_CiQB", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\",\"unit\":\"celsius\"}"}},
 						{"id": "call_RANDOM", "type": "function", "function": {"name": "get_time", "arguments": "{}"}}
 					]},
 					"finish_reason": "tool_calls", "logprobs": null}],

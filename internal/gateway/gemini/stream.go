@@ -92,7 +92,7 @@ func (s *streamer) event(_ string, data []byte) error {
 				switch {
 				case p.Thought:
 				case p.FunctionCall != nil:
-					tc := toolCall(p.FunctionCall)
+					tc := toolCall(p.FunctionCall, p.ThoughtSignature)
 					n := ch.calls
 					tc.Index = &n
 					ch.calls++

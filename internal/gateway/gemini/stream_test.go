@@ -33,7 +33,7 @@ type emitted struct {
 // streamSummary is what a client makes of the chunks.
 type streamSummary struct {
 	Text      map[int]string // concatenated content deltas by choice
-	ToolCalls []string       // "choice/index name args" for each tool call delta
+	ToolCalls []string       // "choice/index name args[ sig=signature]" for each tool call delta
 	Finishes  []string       // "choice:reason" in order
 	Usage     *wire.UsageObject
 }
@@ -95,7 +95,11 @@ func summarize(t *testing.T, chunks []emitted, model string) streamSummary {
 				t.Errorf("chunk %d: tool call delta without index, id or type: %s", i, e.raw)
 				continue
 			}
-			s.ToolCalls = append(s.ToolCalls, fmt.Sprintf("%d/%d %s %s", c.Index, *tc.Index, tc.Function.Name, tc.Function.Arguments))
+			call := fmt.Sprintf("%d/%d %s %s", c.Index, *tc.Index, tc.Function.Name, tc.Function.Arguments)
+			if sig := callSignature(tc.ID); sig != "" {
+				call += " sig=" + sig
+			}
+			s.ToolCalls = append(s.ToolCalls, call)
 		}
 		if c.FinishReason != nil {
 			if c.Delta.Content != nil || c.Delta.ToolCalls != nil {
@@ -151,7 +155,7 @@ func TestStream(t *testing.T) {
 			),
 			want: streamSummary{
 				Text:      map[int]string{},
-				ToolCalls: []string{`0/0 get_weather {"city":"Paris"}`, `0/1 get_time {}`},
+				ToolCalls: []string{`0/0 get_weather {"city":"Paris"} sig=CiQB`, `0/1 get_time {}`},
 				Finishes:  []string{"0:tool_calls"},
 				Usage:     &wire.UsageObject{PromptTokens: 30, CompletionTokens: 10, TotalTokens: 40},
 			},
