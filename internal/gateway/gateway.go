@@ -71,8 +71,9 @@ type Options struct {
 	// private and link-local addresses. Off by default: a tenant must not be
 	// able to point the gateway at the operator's internal network.
 	AllowPrivateUpstreams bool
-	// FlushEvery bounds how long a finished request waits for its usage to
-	// be written with others (default 0: the writer takes what has queued).
+	// FlushEvery is how long the usage writer waits for more finished calls
+	// when the last batch had several (default 1ms; a negative value never
+	// waits): commits are shared, so under load each call costs less.
 	FlushEvery time.Duration
 }
 
@@ -122,6 +123,9 @@ func New(s *store.Store, o Options) *Service {
 	}
 	if o.ReloadEvery <= 0 {
 		o.ReloadEvery = 10 * time.Second
+	}
+	if o.FlushEvery == 0 {
+		o.FlushEvery = time.Millisecond
 	}
 	if o.DefaultMaxOutput <= 0 {
 		o.DefaultMaxOutput = 4096

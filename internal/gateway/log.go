@@ -102,9 +102,12 @@ func (w *writer) close() {
 
 // run writes batches until the queue is closed and drained.
 func (w *writer) run() {
+	last := 0
 	for first := range w.in {
 		batch := []*Log{first}
-		if w.g.opts.FlushEvery > 0 {
+		// Under load (the last batch had company) wait a moment for more, so
+		// calls share commits; a lone call is written at once.
+		if last > 1 && w.g.opts.FlushEvery > 0 {
 			time.Sleep(w.g.opts.FlushEvery)
 		}
 	more:
@@ -119,6 +122,7 @@ func (w *writer) run() {
 				break more
 			}
 		}
+		last = len(batch)
 		w.flush(batch)
 	}
 }

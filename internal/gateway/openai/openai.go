@@ -156,7 +156,7 @@ func (p *Provider) Stream(_ *wire.Call, _ *wire.Target, body io.Reader, emit wir
 			return done
 		}
 		only := false
-		if bytes.Contains(data, []byte(`"usage"`)) || bytes.Contains(data, []byte(`"error"`)) {
+		if hasObject(data, `"usage"`) || bytes.Contains(data, []byte(`"error"`)) {
 			var u usageOnly
 			if err := json.Unmarshal(data, &u); err != nil {
 				return fmt.Errorf("upstream sent an invalid chunk: %w", err)
@@ -175,6 +175,25 @@ func (p *Provider) Stream(_ *wire.Call, _ *wire.Target, body io.Reader, emit wir
 		err = nil
 	}
 	return usage, seen, err
+}
+
+// hasObject reports whether key is followed by an object (not null) in
+// data: chunks of a stream with include_usage carry "usage":null until the
+// last, and only that one needs decoding.
+func hasObject(data []byte, key string) bool {
+	for rest := data; ; {
+		i := bytes.Index(rest, []byte(key))
+		if i < 0 {
+			return false
+		}
+		rest = rest[i+len(key):]
+		v := bytes.TrimLeft(rest, " \t\r\n")
+		if len(v) > 0 && v[0] == ':' {
+			if v = bytes.TrimLeft(v[1:], " \t\r\n"); len(v) > 0 && v[0] == '{' {
+				return true
+			}
+		}
+	}
 }
 
 // ErrorMessage implements wire.Provider.

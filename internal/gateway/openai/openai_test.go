@@ -111,3 +111,14 @@ func TestDecodeAndErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestHasObject(t *testing.T) {
+	for data, want := range map[string]bool{
+		`{"usage":null}`: false, `{"usage": {"prompt_tokens":1}}`: true, `{"usage" :{}}`: true, `{"a":"usage"}`: false,
+		`{"x":{"usage":null},"usage":{}}`: true, `{}`: false,
+	} {
+		if got := hasObject([]byte(data), `"usage"`); got != want {
+			t.Errorf("hasObject(%s) = %v, want %v", data, got, want)
+		}
+	}
+}
