@@ -238,11 +238,7 @@ func promptText(cl *call) string {
 		for _, m := range cl.Chat.Messages {
 			b.WriteString(m.Role)
 			b.WriteString(": ")
-			b.WriteString(m.Text())
-			for _, tc := range m.ToolCalls {
-				b.WriteString(tc.Function.Name)
-				b.WriteString(tc.Function.Arguments)
-			}
+			writeGenerated(&b, m.Text(), nil, m.ToolCalls)
 			b.WriteString("\n")
 		}
 	}
@@ -262,16 +258,22 @@ func answerText(op wire.Op, body []byte) string {
 	}
 	var b strings.Builder
 	for _, c := range r.Choices {
-		b.WriteString(c.Text)
-		if c.Message.Content != nil {
-			b.WriteString(*c.Message.Content)
-		}
-		for _, tc := range c.Message.ToolCalls {
-			b.WriteString(tc.Function.Name)
-			b.WriteString(tc.Function.Arguments)
-		}
+		writeGenerated(&b, c.Text, c.Message.Content, c.Message.ToolCalls)
 	}
 	return b.String()
+}
+
+// writeGenerated adds what a choice (or a chunk's delta) generated: text,
+// content, and the names and arguments of the tools it called.
+func writeGenerated(b *strings.Builder, text string, content *string, calls []wire.ToolCall) {
+	b.WriteString(text)
+	if content != nil {
+		b.WriteString(*content)
+	}
+	for _, tc := range calls {
+		b.WriteString(tc.Function.Name)
+		b.WriteString(tc.Function.Arguments)
+	}
 }
 
 // streamText is the generated text of the chunks a stream produced (one
@@ -292,14 +294,7 @@ func streamText(chunks []byte) string {
 			continue
 		}
 		for _, ch := range c.Choices {
-			b.WriteString(ch.Text)
-			if ch.Delta.Content != nil {
-				b.WriteString(*ch.Delta.Content)
-			}
-			for _, tc := range ch.Delta.ToolCalls {
-				b.WriteString(tc.Function.Name)
-				b.WriteString(tc.Function.Arguments)
-			}
+			writeGenerated(&b, ch.Text, ch.Delta.Content, ch.Delta.ToolCalls)
 		}
 	}
 	return b.String()

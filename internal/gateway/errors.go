@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -81,7 +82,8 @@ func WriteError(w http.ResponseWriter, status int, err error, requestID string) 
 		for f, p := range e.Fields {
 			parts = append(parts, f+": "+p)
 		}
-		msg += " (" + strings.Join(sortStrings(parts), "; ") + ")"
+		slices.Sort(parts)
+		msg += " (" + strings.Join(parts, "; ") + ")"
 	}
 	code := openAICodes[e.Code]
 	if code == "" {
@@ -112,13 +114,4 @@ func WriteError(w http.ResponseWriter, status int, err error, requestID string) 
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(body)
-}
-
-func sortStrings(s []string) []string {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
-	return s
 }

@@ -139,14 +139,12 @@ func (w *writer) flush(batch []*Log) {
 	ctx := actor.With(context.Background(), actor.System("gateway metering"))
 	for _, t := range order {
 		logs := byTenant[t]
-		if err := w.g.persist(ctx, t, logs); err != nil && len(logs) > 1 {
-			// One bad row must not cancel the others' usage: write them one by one.
-			for _, l := range logs {
+		err := w.g.persist(ctx, t, logs)
+		for _, l := range logs {
+			if err != nil && len(logs) > 1 {
+				// One bad row must not cancel the others' usage: write them one by one.
 				l.done <- w.g.persist(ctx, t, []*Log{l})
-			}
-			continue
-		} else {
-			for _, l := range logs {
+			} else {
 				l.done <- err
 			}
 		}

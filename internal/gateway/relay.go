@@ -279,14 +279,7 @@ func (g *Service) attempt(w http.ResponseWriter, r *http.Request, cl *call, cand
 			return true, errs.Internal(err, "turn the chat answer into a completion")
 		}
 	}
-	usage := res.Usage
-	if !res.HasUsage {
-		usage, l.Estimated = g.countLocally(cl, answerText(wc.Op, res.Body)), true
-	}
-	if set.StoreContent {
-		s := truncate(answerText(wc.Op, res.Body), 64<<10)
-		l.Completion = &s
-	}
+	usage := g.settleText(cl, l, set, res.Usage, res.HasUsage, func() string { return answerText(wc.Op, res.Body) })
 	if err := g.finish(r.Context(), l, usage, cand, price, hold, start, nil, http.StatusOK); err != nil {
 		return true, err
 	}
@@ -396,8 +389,8 @@ func (g *Service) relayStream(w http.ResponseWriter, r *http.Request, cl *call, 
 	default:
 		g.ok(cand.l)
 	}
+	usage = g.settleText(cl, l, set, usage, ok, func() string { return streamText(chunks.Bytes()) })
 	if !ok {
-		usage, l.Estimated = g.countLocally(cl, streamText(chunks.Bytes())), true
 		if status == http.StatusOK && cl.includeUsage {
 			if synth := usageChunk(head, usage); synth != nil {
 				if translated {
@@ -406,10 +399,6 @@ func (g *Service) relayStream(w http.ResponseWriter, r *http.Request, cl *call, 
 				_ = write(synth)
 			}
 		}
-	}
-	if set.StoreContent {
-		s := truncate(streamText(chunks.Bytes()), 64<<10)
-		l.Completion = &s
 	}
 	if ferr := g.finish(context.WithoutCancel(r.Context()), l, usage, cand, price, hold, start, ttft, status); ferr != nil {
 		_ = write(mustJSON(openAIError{Error: openAIErrorDetail{Message: "the usage of this call could not be recorded; it is not billed",
@@ -422,6 +411,24 @@ func (g *Service) relayStream(w http.ResponseWriter, r *http.Request, cl *call, 
 	}
 	_ = write([]byte("[DONE]"))
 	return nil
+}
+
+// settleText decides a call's usage (upstream's when it reported some,
+// else counted locally and marked estimated) and stores the answer when the
+// tenant keeps content; the answer's text is gathered at most once.
+func (g *Service) settleText(cl *call, l *Log, set *Settings, u wire.Usage, reported bool, answer func() string) wire.Usage {
+	if reported && !set.StoreContent {
+		return u
+	}
+	text := answer()
+	if !reported {
+		u, l.Estimated = g.countLocally(cl, text), true
+	}
+	if set.StoreContent {
+		s := truncate(text, 64<<10)
+		l.Completion = &s
+	}
+	return u
 }
 
 // usageChunk builds the usage-only chunk for a stream whose upstream

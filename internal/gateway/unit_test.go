@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -167,8 +168,8 @@ func TestChannelInputValidation(t *testing.T) {
 				}
 			}
 			want := append([]string(nil), tc.fields...)
-			sortStrings(got)
-			sortStrings(want)
+			slices.Sort(got)
+			slices.Sort(want)
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("fields with problems (-want +got):\n%s", diff)
 			}

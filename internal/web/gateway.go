@@ -2,6 +2,7 @@ package web
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -60,7 +61,7 @@ func (s *server) listModels(w http.ResponseWriter, r *http.Request) error {
 	}
 	data := []modelObject{}
 	for _, m := range s.Gateway.Models(c.TenantID, c.Plan, c.BYOK) {
-		if len(c.KeyModels) == 0 || contains(c.KeyModels, m) {
+		if len(c.KeyModels) == 0 || slices.Contains(c.KeyModels, m) {
 			data = append(data, modelObject{ID: m, Object: "model", OwnedBy: "tenantgate"})
 		}
 	}
@@ -74,20 +75,11 @@ func (s *server) getModel(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	id := r.PathValue("model")
-	if (len(c.KeyModels) == 0 || contains(c.KeyModels, id)) && contains(s.Gateway.Models(c.TenantID, c.Plan, c.BYOK), id) {
+	if (len(c.KeyModels) == 0 || slices.Contains(c.KeyModels, id)) && slices.Contains(s.Gateway.Models(c.TenantID, c.Plan, c.BYOK), id) {
 		writeJSON(w, http.StatusOK, modelObject{ID: id, Object: "model", OwnedBy: "tenantgate"})
 		return nil
 	}
 	return errs.NotFound(gateway.CodeModelNotFound, "the model %q does not exist or you do not have access to it", id)
-}
-
-func contains(xs []string, x string) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }
 
 // channelOwner is the tenant of a tenant channel route, or the platform.
