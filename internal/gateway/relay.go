@@ -18,7 +18,6 @@ import (
 	"github.com/tenantgate/tenantgate/internal/billing"
 	"github.com/tenantgate/tenantgate/internal/errs"
 	"github.com/tenantgate/tenantgate/internal/gateway/wire"
-	"github.com/tenantgate/tenantgate/internal/money"
 )
 
 // Caller is who calls the relay, as the HTTP pipeline resolved it (the
@@ -95,7 +94,12 @@ func (g *Service) Serve(w http.ResponseWriter, r *http.Request, op wire.Op, c Ca
 	var hold *billing.Hold
 	var price func(wire.Usage) (int64, error)
 	if slices.ContainsFunc(cands, func(x candidate) bool { return !x.byok }) && g.opts.Billing != nil {
-		_, priced, err := g.opts.Billing.Cost(r.Context(), c.TenantID, cl.Model, 0, 0, 0)
+		out := cl.maxOut
+		if out == 0 && cl.Op != wire.OpEmbedding {
+			out = g.opts.DefaultMaxOutput // no cap set: reserve for a long answer
+		}
+		out *= int64(cl.choices) // n answers cost n times
+		est, priced, err := g.opts.Billing.Cost(r.Context(), c.TenantID, cl.Model, cl.estPrompt, 0, out)
 		if err != nil {
 			return err
 		}
@@ -105,16 +109,7 @@ func (g *Service) Serve(w http.ResponseWriter, r *http.Request, op wire.Op, c Ca
 				m, _, err := g.opts.Billing.Cost(context.WithoutCancel(r.Context()), c.TenantID, cl.Model, u.PromptTokens, u.CachedTokens, u.CompletionTokens)
 				return int64(m), err
 			}
-			out := cl.maxOut
-			if out == 0 && cl.Op != wire.OpEmbedding {
-				out = g.opts.DefaultMaxOutput // no cap set: reserve for a long answer
-			}
-			out *= int64(cl.choices) // n answers cost n times
-			est, err := price(wire.Usage{PromptTokens: cl.estPrompt, CompletionTokens: out})
-			if err != nil {
-				return err
-			}
-			if hold, err = g.opts.Billing.Reserve(r.Context(), c.TenantID, c.KeyID, c.KeyBudget, money.Micros(est)); err != nil {
+			if hold, err = g.opts.Billing.Reserve(r.Context(), c.TenantID, c.KeyID, c.KeyBudget, est); err != nil {
 				// The balance does not cover a platform channel; the tenant's own may still serve it.
 				own := slices.DeleteFunc(slices.Clone(cands), func(x candidate) bool { return !x.byok })
 				if len(own) == 0 {
