@@ -299,6 +299,12 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 		}
 	}
 	defer svc.close()
+	// The routing table is loaded before the first request, so /v1 never
+	// answers model_not_found for a channel that exists; if the database
+	// fails here, /v1 and /readyz answer 503 until the background reload works.
+	if err := svc.gateway.Reload(actor.With(ctx, actor.System("gateway"))); err != nil {
+		log.Warn("the AI gateway will answer 503 until its channels load", "err", err)
+	}
 	deps := map[string]web.Pinger{}
 	if cfg.RedisURL != "" {
 		deps["redis"] = svc.kv

@@ -147,7 +147,9 @@ func New(s *store.Store, o Options) *Service {
 // usage until ctx ends; it returns once every accepted usage record is
 // written.
 func (g *Service) Run(ctx context.Context) {
-	g.Reload(ctx)
+	if !g.Ready() {
+		_ = g.Reload(ctx)
+	}
 	done := make(chan struct{})
 	go func() { defer close(done); g.writer.run() }()
 	var probes sync.WaitGroup
@@ -241,8 +243,19 @@ func (h *health) reset() {
 	h.disabled.Store(false)
 }
 
+// Ready reports whether the routing table has been loaded at least once.
+// Until then the gateway cannot tell a model that no channel serves from one
+// whose channels are not loaded yet, so /v1 answers 503 and /readyz says not
+// ready.
+func (g *Service) Ready() bool {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return !g.loadedAt.IsZero()
+}
+
 // Reload re-reads every channel and setting (at most one reload at a time).
-func (g *Service) Reload(ctx context.Context) {
+// On failure it keeps the table loaded before and returns the error.
+func (g *Service) Reload(ctx context.Context) error {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
 	var chans []Channel
@@ -255,7 +268,7 @@ func (g *Service) Reload(ctx context.Context) {
 	})
 	if err != nil {
 		g.log.Error("could not load the AI channels; keeping the ones loaded before", "err", err)
-		return
+		return err
 	}
 	byOwner := map[string][]*live{}
 	g.mu.RLock()
@@ -305,6 +318,7 @@ func (g *Service) Reload(ctx context.Context) {
 	for _, l := range oldLive { // changed or removed: let their idle connections go
 		l.client.CloseIdleConnections()
 	}
+	return nil
 }
 
 func (g *Service) prepare(c *Channel) (*live, error) {

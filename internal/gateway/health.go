@@ -175,7 +175,8 @@ func (g *Service) probe(ctx context.Context, l *live, model string) *TestResult 
 	return res
 }
 
-// enqueue queues a record without waiting (failed calls: nothing to bill).
+// enqueue queues a record without waiting (a call whose client went away:
+// nothing to bill and nobody to answer).
 func (w *writer) enqueue(l *Log) {
 	l.done = make(chan error, 1)
 	w.closeMu.RLock()

@@ -166,8 +166,17 @@ func (g *Service) Serve(w http.ResponseWriter, r *http.Request, op wire.Op, c Ca
 	} else {
 		l.Status, l.Error = http.StatusBadGateway, truncate(lastErr.Error(), 500)
 	}
-	g.writer.enqueue(l)
+	g.logFailed(l)
 	return lastErr
+}
+
+// logFailed writes a failed call's row before the client hears of the
+// failure, so a call the client saw answered is always in the request log
+// (nothing to bill: a failure to write it is logged, not answered).
+func (g *Service) logFailed(l *Log) {
+	if err := g.writer.write(context.Background(), l); err != nil {
+		g.log.Warn("could not write a failed call's request log row", "tenant", l.TenantID, "model", l.Model, "err", err)
+	}
 }
 
 // attempt tries one channel. done reports that the call ended here (an
@@ -250,7 +259,7 @@ func (g *Service) attempt(w http.ResponseWriter, r *http.Request, cl *call, cand
 				Type: "invalid_request_error", Code: ptr("upstream_error")}})
 		}
 		l.Status, l.Error, l.LatencyMs = resp.StatusCode, truncate(msg, 500), int(g.now().Sub(start).Milliseconds())
-		g.writer.enqueue(l)
+		g.logFailed(l)
 		g.release(hold)
 		return true, &UpstreamReply{Status: resp.StatusCode, Body: body}
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,6 +46,29 @@ type api struct {
 	quota   *quota.Service
 	billing *billing.Service
 	gateway *gateway.Service
+	clock   *testClock // the request rate limiter's clock
+}
+
+// testClock follows the real time until a test stops it.
+type testClock struct {
+	mu      sync.Mutex
+	stopped time.Time
+}
+
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.stopped.IsZero() {
+		return c.stopped
+	}
+	return time.Now()
+}
+
+// stop holds the clock at the present moment.
+func (c *testClock) stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stopped = time.Now()
 }
 
 func newAPI(t testing.TB, d store.Dialect) *api { return newAPIWithPlatformIdP(t, d, nil) }
@@ -69,7 +93,7 @@ func newAPIWithPlatformIdP(t testing.TB, d store.Dialect, platform *oidc.Platfor
 	q.RegisterCounter("apiKeys", identity.CountAPIKeysTx)
 	q.RegisterCounter("roles", rbac.CountCustomRolesTx)
 	cfg.PlanExists = q.PlanExists
-	a := &api{t: t, store: s, tenants: tenant.New(s, cfg, nil), quota: q}
+	a := &api{t: t, store: s, tenants: tenant.New(s, cfg, nil), quota: q, clock: &testClock{}}
 	a.ident = identity.New(s, signer, identity.Options{Password: identity.FastPasswordParams, Box: box, Quota: q,
 		UserChanged: func(tenantID string) { a.rbac.Invalidate(tenantID) }})
 	a.rbac = rbac.NewEngine(s, a.ident, q)
@@ -81,12 +105,13 @@ func newAPIWithPlatformIdP(t testing.TB, d store.Dialect, platform *oidc.Platfor
 	a.billing = billing.New(s, billing.Options{WebhookSecret: testWebhookSecret})
 	a.gateway = gateway.New(s, gateway.Options{Box: box, Billing: a.billing, Meter: q, Limiter: quota.NewGuarded(quota.NewMemoryLimiter(), true, nil),
 		PlanExists: q.PlanExists, AllowPrivateUpstreams: true, HealthWindow: 4, HealthFailures: 3, ProbeEvery: time.Hour})
+	storetest.Must(t, a.gateway.Reload(ctx)) // as serve does: /v1 is ready from the first request
 	gwCtx, stopGW := context.WithCancel(context.Background())
 	gwDone := make(chan struct{})
 	go func() { defer close(gwDone); a.gateway.Run(gwCtx) }()
 	t.Cleanup(func() { stopGW(); <-gwDone })
 	handler = NewServer(Deps{Store: s, Tenants: a.tenants, Identity: a.ident, RBAC: a.rbac, OIDC: a.oidc, Quota: a.quota,
-		Limiter: quota.NewMemoryLimiter(), Counters: kv.NewMemory(), BaseDomain: testBaseDomain,
+		Limiter: quota.NewMemoryLimiterClock(a.clock.now), Counters: kv.NewMemory(), BaseDomain: testBaseDomain,
 		PublicURL: "http://tenantgate.test", Version: "test", ServiceTokens: []ServiceToken{{Name: "billing", Token: testServiceToken}},
 		Billing: a.billing, Gateway: a.gateway})
 	return a

@@ -24,6 +24,9 @@ func isOpenAIPath(p string) bool { return p == "/v1" || strings.HasPrefix(p, "/v
 // entitlements the pipeline has cached.
 func (s *server) caller(r *http.Request) (gateway.Caller, error) {
 	ctx := r.Context()
+	if !s.Gateway.Ready() {
+		return gateway.Caller{}, errNotReady
+	}
 	t, a := currentTenant(ctx), actor.From(ctx)
 	e, err := s.Quota.Cached(ctx, t.ID)
 	if err != nil {
@@ -36,6 +39,11 @@ func (s *server) caller(r *http.Request) (gateway.Caller, error) {
 	}
 	return c, nil
 }
+
+// errNotReady answers /v1 calls that arrive before the AI channels are first
+// loaded: a 404 model_not_found then would be wrong and permanent to SDKs.
+var errNotReady = &errs.Error{Kind: errs.KindUnavailable, Code: errs.CodeServiceUnavailable, RetryAfter: 1,
+	Msg: "the AI gateway is starting and has not loaded its channels yet; retry in a moment"}
 
 func (s *server) relay(op wire.Op) handler {
 	return func(w http.ResponseWriter, r *http.Request) error {

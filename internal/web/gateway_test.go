@@ -18,6 +18,9 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/tenantgate/tenantgate/internal/gateway"
+	"github.com/tenantgate/tenantgate/internal/kv"
+	"github.com/tenantgate/tenantgate/internal/quota"
 	"github.com/tenantgate/tenantgate/internal/store"
 	"github.com/tenantgate/tenantgate/internal/store/storetest"
 )
@@ -663,5 +666,42 @@ func TestGatewayReviewRegressions(t *testing.T) {
 		// Proxy credentials are refused rather than stored in the clear.
 		a.want(a.do("POST", "/api/v1/admin/channels", g.op, map[string]any{"name": "p", "provider": "openai", "keys": []string{"k"},
 			"models": []string{"m"}, "proxyUrl": "http://user:pass@proxy:3128"}, nil), 400, "INVALID_REQUEST")
+	})
+}
+
+// Before the routing table is first loaded, /v1 answers 503 with Retry-After
+// (not a permanent 404 model_not_found) and /readyz says not ready; once it is
+// loaded, both serve.
+func TestGatewayNotReadyUntilChannelsLoad(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		x := a.signup("warming")
+		gw := gateway.New(a.store, gateway.Options{Billing: a.billing, Meter: a.quota, PlanExists: a.quota.PlanExists})
+		h := NewServer(Deps{Store: a.store, Tenants: a.tenants, Identity: a.ident, RBAC: a.rbac, OIDC: a.oidc, Quota: a.quota,
+			Limiter: quota.NewMemoryLimiter(), Counters: kv.NewMemory(), BaseDomain: testBaseDomain,
+			PublicURL: "http://tenantgate.test", Version: "test", Billing: a.billing, Gateway: gw})
+		get := func(path, token string) *httptest.ResponseRecorder {
+			req := httptest.NewRequest(http.MethodGet, path, nil)
+			if token != "" {
+				req.Header.Set("Authorization", "Bearer "+token)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			return w
+		}
+		if w := get("/readyz", ""); w.Code != http.StatusServiceUnavailable {
+			t.Errorf("/readyz before the channels load: %d %s, want 503", w.Code, w.Body)
+		}
+		w := get("/v1/models", x.UserToken)
+		if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "1" || !strings.Contains(w.Body.String(), "service_unavailable") {
+			t.Errorf("/v1/models before the channels load: %d %v %s, want 503 with Retry-After: 1", w.Code, w.Header(), w.Body)
+		}
+		storetest.Must(t, gw.Reload(context.Background()))
+		if w := get("/readyz", ""); w.Code != http.StatusOK {
+			t.Errorf("/readyz after the channels load: %d %s", w.Code, w.Body)
+		}
+		if w := get("/v1/models", x.UserToken); w.Code != http.StatusOK {
+			t.Errorf("/v1/models after the channels load: %d %s", w.Code, w.Body)
+		}
 	})
 }

@@ -33,6 +33,9 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) error {
 	if err := s.Store.Ping(ctx); err != nil {
 		return &errs.Error{Kind: errs.KindUnavailable, Code: errs.CodeServiceUnavailable, Msg: "the database does not answer", Err: err}
 	}
+	if s.Gateway != nil && !s.Gateway.Ready() {
+		return errNotReady
+	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -23,6 +24,9 @@ func TestRateLimits(t *testing.T) {
 	x, y := a.signup("throttled"), a.signup("unthrottled")
 	op := a.operator()
 	a.want(a.do("PUT", "/api/v1/admin/tenants/"+x.ID+"/entitlements", op, map[string]any{"limits": map[string]int64{"requestsPerMinute": 5}}, nil), 200, "")
+	// A bucket of 5 a minute refills one request every 12 s: a slow machine
+	// must not see one come back mid-test, so the limiter's clock stands still.
+	a.clock.stop()
 	// The setup's own requests used a little of the bucket: within one request
 	// of 5 are admitted, with the remaining count going down, then refusals.
 	admitted, last := 0, 99
@@ -61,8 +65,9 @@ func TestRateLimits(t *testing.T) {
 func TestAuthRouteClassLimit(t *testing.T) {
 	a := newAPI(t, store.SQLite)
 	x := a.signup("authlimit")
+	stopped := time.Now()
 	h := NewServer(Deps{Store: a.store, Tenants: a.tenants, Identity: a.ident, RBAC: a.rbac, Quota: a.quota, PublicURL: "http://tenantgate.test",
-		Limiter: quota.NewMemoryLimiter(), AuthRatePerMinute: 3})
+		Limiter: quota.NewMemoryLimiterClock(func() time.Time { return stopped }), AuthRatePerMinute: 3}) // no refill mid-test
 	body := `{"email":"` + x.OwnerEmail + `","password":"` + pw + `","tenant":"authlimit"}`
 	for i := 1; i <= 4; i++ {
 		req := httptest.NewRequest(http.MethodPost, "/api/v1/auth/login", stringsReader(body))
