@@ -56,6 +56,9 @@ type Options struct {
 	UserChanged func(tenantID string)
 	// Quota reserves users and API keys at creation (default: unlimited).
 	Quota Reserver
+	// Now is the clock for expiries, lockouts and sessions (default: the
+	// system clock; tests move it instead of sleeping).
+	Now func() time.Time
 }
 
 // Lockout is the login backoff policy: after AccountAfter failures for one
@@ -93,8 +96,12 @@ func New(s *store.Store, signer *Signer, o Options) *Service {
 	if o.Quota == nil {
 		o.Quota = noQuota{}
 	}
+	clock := o.Now
+	if clock == nil {
+		clock = time.Now
+	}
 	return &Service{store: s, signer: signer, pw: o.Password, box: o.Box, kv: o.KV, lockout: o.Lockout,
-		now: func() time.Time { return time.Now().UTC() }, dummyHash: dummy, changed: o.UserChanged, quota: o.Quota}
+		now: func() time.Time { return clock().UTC() }, dummyHash: dummy, changed: o.UserChanged, quota: o.Quota}
 }
 
 // Signer returns the token signer.

@@ -193,6 +193,13 @@ func NewEngine(s *store.Store, users UserDirectory, quota Reserver) *Engine {
 		version: map[string]uint64{}, cache: map[string]*effectiveEntry{}}
 }
 
+// SetClock makes the engine judge time-bound grants and conditions by now
+// instead of the system clock (tests move it instead of sleeping). Call it
+// before the engine serves.
+func (e *Engine) SetClock(now func() time.Time) {
+	e.now = func() time.Time { return now().UTC() }
+}
+
 // Invalidate drops every cached decision input of a tenant; the identity
 // service calls it when a user's roles or status change.
 func (e *Engine) Invalidate(tenantID string) {

@@ -46,13 +46,15 @@ type api struct {
 	quota   *quota.Service
 	billing *billing.Service
 	gateway *gateway.Service
-	clock   *testClock // the request rate limiter's clock
+	clock   *testClock // the clock of the rate limiter, identity (key expiry, lockouts) and RBAC (time-bound grants)
 }
 
-// testClock follows the real time until a test stops it.
+// testClock follows the real time, moved by what a test adds, until a test
+// stops it.
 type testClock struct {
 	mu      sync.Mutex
 	stopped time.Time
+	offset  time.Duration
 }
 
 func (c *testClock) now() time.Time {
@@ -61,7 +63,17 @@ func (c *testClock) now() time.Time {
 	if !c.stopped.IsZero() {
 		return c.stopped
 	}
-	return time.Now()
+	return time.Now().Add(c.offset)
+}
+
+// advance moves the clock by d (back, for a negative d).
+func (c *testClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.offset += d
+	if !c.stopped.IsZero() {
+		c.stopped = c.stopped.Add(d)
+	}
 }
 
 // stop holds the clock at the present moment.
@@ -95,8 +107,9 @@ func newAPIWithPlatformIdP(t testing.TB, d store.Dialect, platform *oidc.Platfor
 	cfg.PlanExists = q.PlanExists
 	a := &api{t: t, store: s, tenants: tenant.New(s, cfg, nil), quota: q, clock: &testClock{}}
 	a.ident = identity.New(s, signer, identity.Options{Password: identity.FastPasswordParams, Box: box, Quota: q,
-		UserChanged: func(tenantID string) { a.rbac.Invalidate(tenantID) }})
+		UserChanged: func(tenantID string) { a.rbac.Invalidate(tenantID) }, Now: a.clock.now})
 	a.rbac = rbac.NewEngine(s, a.ident, q)
+	a.rbac.SetClock(a.clock.now)
 	var handler http.Handler
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 	t.Cleanup(srv.Close)
