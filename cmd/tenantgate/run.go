@@ -331,6 +331,9 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 	}()
 	defer func() { stopBg(); <-flushed }()
 	go svc.identity.RunRevocationSync(bg, 2*time.Second, log)
+	keyUseDone := make(chan struct{})
+	go func() { defer close(keyUseDone); svc.identity.RunKeyUseFlusher(bg, 10*time.Second, log) }()
+	defer func() { stopBg(); <-keyUseDone }()
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

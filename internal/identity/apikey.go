@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -313,10 +315,11 @@ type keyCache struct {
 }
 
 type keyEntry struct {
-	key  APIKey
-	p    KeyPrincipal
-	exp  time.Time
-	fail error // a remembered refusal (unknown or revoked key)
+	key   APIKey
+	p     KeyPrincipal
+	exp   time.Time
+	fail  error        // a remembered refusal (unknown or revoked key)
+	noted atomic.Int64 // when this key's use was last noted for FlushKeyUse (unix ns)
 }
 
 // KeyCacheTTL is how long a verified key is trusted without a database read.
@@ -354,8 +357,8 @@ func (c *keyCache) evict(match func(*keyEntry) bool) {
 var errBadKey = errs.Unauthenticated(errs.CodeTokenInvalid, "the API key is not valid")
 
 // AuthenticateKey checks an API key and returns its principal. It reads the
-// database at most once per key per KeyCacheTTL (and records the key's last
-// use then).
+// database at most once per key per KeyCacheTTL and never writes: the key's
+// last use is noted in memory and written in batches (FlushKeyUse).
 func (s *Service) AuthenticateKey(ctx context.Context, tok, clientIP string) (*KeyPrincipal, error) {
 	tenantID, ok := KeyTenant(tok)
 	if !ok {
@@ -384,10 +387,6 @@ func (s *Service) AuthenticateKey(ctx context.Context, tok, clientIP string) (*K
 				e.fail = errs.Unauthenticated(errs.CodeTokenInvalid, "this API key's user can no longer sign in")
 				return nil
 			}
-			if err := tx.Model(&k).Update("last_used_at", now).Error; err != nil {
-				return err
-			}
-			k.LastUsedAt = &now
 			_, k.prefixes = parseCIDRs(errs.Fields{}, "", k.IPAllowlist)
 			e.key = k
 			e.p = KeyPrincipal{Key: &e.key, Roles: u.Roles, Username: u.Username, Email: u.Email}
@@ -417,8 +416,107 @@ func (s *Service) AuthenticateKey(ctx context.Context, tok, clientIP string) (*K
 			return nil, errs.Forbidden(errs.CodeForbidden, "this API key may not be used from %s", clientIP)
 		}
 	}
+	s.keyUse.note(e, now)
 	p := e.p
 	return &p, nil
+}
+
+// keyUse gathers API keys' last use in memory; FlushKeyUse writes it in
+// batches, so authenticating a key never writes to the database (a database
+// that cannot take writes does not stop keys from reading).
+type keyUse struct {
+	mu      sync.Mutex
+	pending map[string]map[string]time.Time // tenant → key id → last use
+}
+
+// keyUseEvery is how often one key's use is noted at most: last use is
+// precise to this, and the hot path pays one atomic load otherwise.
+const keyUseEvery = 10 * time.Second
+
+func (u *keyUse) note(e *keyEntry, now time.Time) {
+	last := e.noted.Load()
+	if now.UnixNano()-last < int64(keyUseEvery) || !e.noted.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.pending == nil {
+		u.pending = map[string]map[string]time.Time{}
+	}
+	byKey := u.pending[e.key.TenantID]
+	if byKey == nil {
+		byKey = map[string]time.Time{}
+		u.pending[e.key.TenantID] = byKey
+	}
+	if now.After(byKey[e.key.ID]) {
+		byKey[e.key.ID] = now
+	}
+}
+
+// FlushKeyUse writes the noted last uses, one transaction per tenant; what
+// cannot be written is kept for the next flush. It returns how many keys it
+// updated.
+func (s *Service) FlushKeyUse(ctx context.Context) (int, error) {
+	s.keyUse.mu.Lock()
+	pending := s.keyUse.pending
+	s.keyUse.pending = nil
+	s.keyUse.mu.Unlock()
+	n := 0
+	var firstErr error
+	for tenantID, byKey := range pending {
+		err := s.store.Tx(store.WithTenant(ctx, tenantID), func(tx *gorm.DB) error {
+			for id, at := range byKey {
+				if err := tx.Model(&APIKey{}).Where("id = ? AND (last_used_at IS NULL OR last_used_at < ?)", id, at).
+					Update("last_used_at", at).Error; err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			n += len(byKey)
+			continue
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+		s.keyUse.mu.Lock() // put them back, unless newer uses came meanwhile
+		if s.keyUse.pending == nil {
+			s.keyUse.pending = map[string]map[string]time.Time{}
+		}
+		cur := s.keyUse.pending[tenantID]
+		if cur == nil {
+			cur = map[string]time.Time{}
+			s.keyUse.pending[tenantID] = cur
+		}
+		for id, at := range byKey {
+			if at.After(cur[id]) {
+				cur[id] = at
+			}
+		}
+		s.keyUse.mu.Unlock()
+	}
+	return n, firstErr
+}
+
+// RunKeyUseFlusher writes API keys' last use every interval until ctx ends,
+// and once more then.
+func (s *Service) RunKeyUseFlusher(ctx context.Context, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if _, err := s.FlushKeyUse(context.WithoutCancel(ctx)); err != nil {
+				log.Warn("could not record API keys' last use at shutdown", "err", err)
+			}
+			return
+		case <-t.C:
+			if _, err := s.FlushKeyUse(ctx); err != nil {
+				log.Warn("could not record API keys' last use; will retry", "err", err)
+			}
+		}
+	}
 }
 
 // revokeUserKeysTx revokes every key of a user who lost access.

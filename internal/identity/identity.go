@@ -30,6 +30,7 @@ type Service struct {
 	now       func() time.Time
 	dummyHash string // verified against when an account does not exist, so timing tells nothing
 	keys      keyCache
+	keyUse    keyUse
 	revoked   revocations
 	changed   func(tenantID string) // told when a user's roles or status change
 	quota     Reserver

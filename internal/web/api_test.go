@@ -39,6 +39,7 @@ type api struct {
 	t       testing.TB
 	url     string
 	store   *store.Store
+	db      storetest.DB // how to reach the database, as the server's role and as its owner
 	tenants *tenant.Service
 	ident   *identity.Service
 	rbac    *rbac.Engine
@@ -47,6 +48,16 @@ type api struct {
 	billing *billing.Service
 	gateway *gateway.Service
 	clock   *testClock // the clock of the rate limiter, identity (key expiry, lockouts) and RBAC (time-bound grants)
+}
+
+// asOwner runs SQL as the schema owner (fault injection: triggers, locks).
+func (a *api) asOwner(query string) {
+	a.t.Helper()
+	owner, err := store.Open(context.Background(), store.Config{URL: a.db.OwnerURL, MaxOpenConns: 1})
+	storetest.Must(a.t, err)
+	defer owner.Close()
+	_, err = owner.SQL().Exec(query)
+	storetest.Must(a.t, err)
 }
 
 // testClock follows the real time, moved by what a test adds, until a test
@@ -88,7 +99,10 @@ func newAPI(t testing.TB, d store.Dialect) *api { return newAPIWithPlatformIdP(t
 // newAPIWithPlatformIdP is newAPI with a platform-wide identity provider.
 func newAPIWithPlatformIdP(t testing.TB, d store.Dialect, platform *oidc.Platform) *api {
 	t.Helper()
-	s := storetest.Open(t, d)
+	db := storetest.New(t, d)
+	s, err := store.Open(context.Background(), store.Config{URL: db.URL, PlatformURL: db.PlatformURL})
+	storetest.Must(t, err)
+	t.Cleanup(func() { s.Close() })
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	box, err := secret.NewBox(key)
@@ -105,7 +119,7 @@ func newAPIWithPlatformIdP(t testing.TB, d store.Dialect, platform *oidc.Platfor
 	q.RegisterCounter("apiKeys", identity.CountAPIKeysTx)
 	q.RegisterCounter("roles", rbac.CountCustomRolesTx)
 	cfg.PlanExists = q.PlanExists
-	a := &api{t: t, store: s, tenants: tenant.New(s, cfg, nil), quota: q, clock: &testClock{}}
+	a := &api{t: t, store: s, db: db, tenants: tenant.New(s, cfg, nil), quota: q, clock: &testClock{}}
 	a.ident = identity.New(s, signer, identity.Options{Password: identity.FastPasswordParams, Box: box, Quota: q,
 		UserChanged: func(tenantID string) { a.rbac.Invalidate(tenantID) }, Now: a.clock.now})
 	a.rbac = rbac.NewEngine(s, a.ident, q)

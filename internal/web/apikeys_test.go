@@ -1,12 +1,14 @@
 package web
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tenantgate/tenantgate/internal/identity"
 	"github.com/tenantgate/tenantgate/internal/store"
 	"github.com/tenantgate/tenantgate/internal/store/storetest"
 	"github.com/tenantgate/tenantgate/internal/tenant"
@@ -113,4 +115,57 @@ func BenchmarkAPIKeyAuth(b *testing.B) {
 			b.Fatalf("status %d: %s", w.Code, w.Body)
 		}
 	}
+}
+
+// Authenticating an API key never writes to the database: with api_keys
+// refusing every update (a database that takes no writes), a key still works
+// after its cache entry expired, and its last use is recorded in a batch once
+// writes work again.
+func TestAPIKeyUseIsNotWrittenOnTheRequestPath(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		x := a.signup("keyuse")
+		created := a.want(a.do("POST", "/api/v1/api-keys", x.OwnerToken, map[string]any{"name": "ci"}, nil), 201, "")
+		key, keyID := created.str("secret"), created.str("apiKey", "id")
+		lastUsed := func() string {
+			for _, k := range a.want(a.do("GET", "/api/v1/api-keys", x.OwnerToken, nil, nil), 200, "").items() {
+				if k["id"] == keyID {
+					s, _ := k["lastUsedAt"].(string)
+					return s
+				}
+			}
+			t.Fatalf("key %s is not listed", keyID)
+			return ""
+		}
+		a.want(a.do("GET", "/api/v1/tenants/current", key, nil, nil), 200, "")
+		if got := lastUsed(); got != "" {
+			t.Errorf("last use was written on the request path: %s", got)
+		}
+		if n, err := a.ident.FlushKeyUse(context.Background()); err != nil || n != 1 {
+			t.Fatalf("FlushKeyUse = %d, %v; want 1 key", n, err)
+		}
+		first := lastUsed()
+		if first == "" {
+			t.Fatal("the flush did not record the key's use")
+		}
+
+		if d == store.Postgres {
+			a.asOwner(`CREATE FUNCTION refuse_writes() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'the disk is full'; END $$;
+				CREATE TRIGGER refuse_writes BEFORE UPDATE ON api_keys FOR EACH ROW EXECUTE FUNCTION refuse_writes()`)
+		} else {
+			a.asOwner(`CREATE TRIGGER refuse_writes BEFORE UPDATE ON api_keys BEGIN SELECT RAISE(ABORT, 'the disk is full'); END`)
+		}
+		a.clock.advance(identity.KeyCacheTTL + time.Minute) // the cached key is stale: the next use reads the database
+		a.want(a.do("GET", "/api/v1/tenants/current", key, nil, nil), 200, "")
+		if _, err := a.ident.FlushKeyUse(context.Background()); err == nil {
+			t.Fatal("FlushKeyUse succeeded against a table that refuses updates")
+		}
+		a.asOwner(`DROP TRIGGER refuse_writes` + map[bool]string{true: ` ON api_keys`}[d == store.Postgres])
+		if n, err := a.ident.FlushKeyUse(context.Background()); err != nil || n != 1 {
+			t.Fatalf("FlushKeyUse after writes work again = %d, %v; want the kept use of 1 key", n, err)
+		}
+		if second := lastUsed(); second <= first {
+			t.Errorf("last use after the outage = %s, want later than %s", second, first)
+		}
+	})
 }
