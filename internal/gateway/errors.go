@@ -20,6 +20,9 @@ const (
 	CodeUpstreamError   = "UPSTREAM_ERROR"
 	CodeUpstreamTimeout = "UPSTREAM_TIMEOUT"
 	CodeChannelsBusy    = "CHANNELS_BUSY"
+	// CodeNoHealthyChannel: channels serve the model, but the health check
+	// has disabled every one of them for now (503 with Retry-After).
+	CodeNoHealthyChannel = "NO_HEALTHY_CHANNEL"
 )
 
 // openAIError is OpenAI's error body.

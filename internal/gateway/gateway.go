@@ -414,12 +414,13 @@ type candidate struct {
 // candidates returns, in the order to try them, the enabled channels that
 // serve model for the tenant: its own (BYOK) channels first, then, unless
 // the tenant routes only to its own, the platform channels its plan may use.
-// Within one priority the order is weighted random.
-func (g *Service) candidates(tenantID, plan, model string, byok bool, set *Settings) []candidate {
+// Within one priority the order is weighted random. unhealthy reports that
+// channels serving the model exist but the health check has disabled them
+// all for now (a 503 to retry, not a 404 for a model nobody serves).
+func (g *Service) candidates(tenantID, plan, model string, byok bool, set *Settings) (out []candidate, unhealthy bool) {
 	g.mu.RLock()
 	own, plat := g.byOwner[tenantID], g.byOwner[store.PlatformTenantID]
 	g.mu.RUnlock()
-	var out []candidate
 	add := func(ls []*live, isOwn bool) {
 		var tier []*live
 		flush := func() {
@@ -429,10 +430,14 @@ func (g *Service) candidates(tenantID, plan, model string, byok bool, set *Setti
 			tier = tier[:0]
 		}
 		for i, l := range ls {
-			if l.ch.Status != StatusEnabled || l.health.disabled.Load() || !l.ch.Serves(model) || l.provider == nil {
+			if !l.ch.Serves(model) || l.provider == nil || (!isOwn && len(l.ch.Plans) > 0 && !slices.Contains(l.ch.Plans, plan)) {
 				continue
 			}
-			if !isOwn && len(l.ch.Plans) > 0 && !slices.Contains(l.ch.Plans, plan) {
+			if l.ch.Status == StatusAutoDisabled || (l.ch.Status == StatusEnabled && l.health.disabled.Load()) {
+				unhealthy = true
+				continue
+			}
+			if l.ch.Status != StatusEnabled {
 				continue
 			}
 			if len(tier) > 0 && tier[0].ch.Priority != l.ch.Priority {
@@ -448,7 +453,7 @@ func (g *Service) candidates(tenantID, plan, model string, byok bool, set *Setti
 	if !(byok && set != nil && set.BYOKOnly) {
 		add(plat, false)
 	}
-	return out
+	return out, unhealthy && len(out) == 0
 }
 
 // weightedOrder shuffles channels so that each comes first with a

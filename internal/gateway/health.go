@@ -17,6 +17,13 @@ import (
 )
 
 // ok records a healthy answer of the channel.
+// retryAfterUnhealthy is the Retry-After (seconds) for a model whose
+// channels are all disabled by the health check: the next probe may bring one
+// back.
+func (g *Service) retryAfterUnhealthy() int {
+	return int(min(max(g.opts.ProbeEvery, time.Second), 30*time.Second) / time.Second)
+}
+
 func (g *Service) ok(l *live) { l.health.record(g.opts.HealthWindow, false) }
 
 // fail records a failure; the channel is disabled at once when its key was

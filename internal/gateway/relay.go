@@ -78,7 +78,11 @@ func (g *Service) Serve(w http.ResponseWriter, r *http.Request, op wire.Op, c Ca
 	if len(c.KeyModels) > 0 && !slices.Contains(c.KeyModels, cl.Model) {
 		return errs.Forbidden(CodeModelNotAllowed, "this API key may not use the model %q; it may use: %s", cl.Model, strings.Join(c.KeyModels, ", "))
 	}
-	cands := g.candidates(c.TenantID, c.Plan, cl.Model, c.BYOK, set)
+	cands, unhealthy := g.candidates(c.TenantID, c.Plan, cl.Model, c.BYOK, set)
+	if unhealthy {
+		return &errs.Error{Kind: errs.KindUnavailable, Code: CodeNoHealthyChannel, RetryAfter: g.retryAfterUnhealthy(),
+			Msg: fmt.Sprintf("every channel serving %q is failing its health checks; retry shortly", cl.Model)}
+	}
 	if len(cands) == 0 {
 		return errs.NotFound(CodeModelNotFound, "the model %q does not exist or you do not have access to it", cl.Model)
 	}

@@ -446,6 +446,26 @@ func TestGatewayFailoverAndHealth(t *testing.T) {
 		if ch.str("status") != "auto_disabled" || !strings.Contains(ch.str("statusReason"), "401") {
 			t.Errorf("after an invalid key: %s", ch.Raw)
 		}
+		// Once every channel serving the model is disabled by the health check,
+		// the model still exists: 503 with Retry-After (SDKs retry it), not a
+		// permanent 404; the upstreams are not called.
+		a.want(a.do("PATCH", "/api/v1/admin/channels/"+backup, g.op, map[string]any{"keys": []string{"sk-wrong"}}, nil), 200, "")
+		good.status.Store(0)
+		g.post(t, "/v1/chat/completions", g.key, chat("gpt-test", nil)).Body.Close() // 401: the backup is disabled at once
+		goodCalls := good.calls.Load()
+		r := g.post(t, "/v1/chat/completions", g.key, chat("gpt-test", nil))
+		if ra := r.Header.Get("Retry-After"); ra == "" {
+			t.Errorf("no Retry-After when every channel is unhealthy: %v", r.Header)
+		}
+		if status, typ, code, _ := openAIErr(t, r); status != 503 || typ != "api_error" || code != "no_healthy_channel" {
+			t.Errorf("every channel unhealthy: %d %s %s, want 503 api_error no_healthy_channel", status, typ, code)
+		}
+		if good.calls.Load() != goodCalls {
+			t.Error("a disabled channel was called")
+		}
+		if status, _, code, _ := openAIErr(t, g.post(t, "/v1/chat/completions", g.key, chat("gpt-nobody-serves", nil))); status != 404 || code != "model_not_found" {
+			t.Errorf("a model no channel serves: %d %s, want 404 model_not_found", status, code)
+		}
 		// Failed calls are logged and cost nothing.
 		if l := a.want(a.do("GET", "/api/v1/logs?status=error", g.org.OwnerToken, nil, nil), 200, "").items(); len(l) == 0 || l[0]["cost"] != "0.00" {
 			t.Errorf("failed call rows: %v", l)
