@@ -60,6 +60,7 @@ type Store struct {
 	dialect Dialect
 	log     *slog.Logger
 	where   string // a description without credentials, for logs
+	avail   availability
 }
 
 // DialectOf tells the dialect a database URL selects.
@@ -205,6 +206,7 @@ func (s *Store) Tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
 		}
 		return fn(tx)
 	})
+	s.avail.note(err)
 	return s.translate(err)
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tenantgate/tenantgate/internal/errs"
 	"github.com/tenantgate/tenantgate/internal/gateway"
+	"github.com/tenantgate/tenantgate/internal/store"
 )
 
 // ServiceName is the "service" of every error body.
@@ -28,10 +29,20 @@ type errorDetail struct {
 	Service   string `json:"service"`
 }
 
+// dbRetryAfter is the Retry-After, in seconds, when the database is unavailable.
+const dbRetryAfter = 2
+
 // writeError answers with seed 004's error shape. Internal causes are logged
 // with the request id and never sent.
 func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e, ok := errs.As(err)
+	if (!ok || e.Kind == errs.KindInternal) && store.IsUnavailable(err) {
+		// Not a bug: the database cannot serve right now. Say so, and when to retry.
+		s.log.WarnContext(r.Context(), "the database is unavailable", "err", err, "requestId", requestID(r.Context()), "method", r.Method, "path", r.URL.Path)
+		e = &errs.Error{Kind: errs.KindUnavailable, Code: errs.CodeServiceUnavailable, RetryAfter: dbRetryAfter,
+			Msg: "the database is unavailable right now; nothing was changed, retry shortly", Err: err}
+		err, ok = e, true
+	}
 	if !ok {
 		e = errs.Internal(err, "")
 	}

@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -723,5 +725,49 @@ func TestGatewayNotReadyUntilChannelsLoad(t *testing.T) {
 		if w := get("/v1/models", x.UserToken); w.Code != http.StatusOK {
 			t.Errorf("/v1/models after the channels load: %d %s", w.Code, w.Body)
 		}
+	})
+}
+
+// A database that cannot serve (PostgreSQL refusing connections; SQLite's
+// write lock held past the busy timeout) is answered 503
+// SERVICE_UNAVAILABLE with Retry-After, on the API and on /v1, not 500; and
+// /readyz says not ready. Nothing is changed, and it works again after.
+func TestDatabaseUnavailableAnswers503(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		x := a.signup("dbdown")
+		var restore func()
+		if d == store.Postgres {
+			admin, err := sql.Open("pgx", os.Getenv(storetest.EnvPostgres))
+			storetest.Must(t, err)
+			defer admin.Close()
+			u, err := url.Parse(a.db.URL)
+			storetest.Must(t, err)
+			name := strings.TrimPrefix(u.Path, "/")
+			_, err = admin.Exec("ALTER DATABASE " + name + " CONNECTION LIMIT 0")
+			storetest.Must(t, err)
+			_, err = admin.Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", name)
+			storetest.Must(t, err)
+			restore = func() { _, err := admin.Exec("ALTER DATABASE " + name + " CONNECTION LIMIT -1"); storetest.Must(t, err) }
+		} else {
+			// Another process holds the write lock: writes wait the busy timeout (10 s), then fail.
+			other, err := sql.Open("sqlite", strings.TrimPrefix(a.db.URL, "sqlite:"))
+			storetest.Must(t, err)
+			defer other.Close()
+			conn, err := other.Conn(context.Background())
+			storetest.Must(t, err)
+			_, err = conn.ExecContext(context.Background(), "BEGIN IMMEDIATE")
+			storetest.Must(t, err)
+			restore = func() { _, _ = conn.ExecContext(context.Background(), "ROLLBACK"); conn.Close() }
+		}
+		r := a.do("POST", "/api/v1/users", x.OwnerToken, map[string]any{"email": "late@dbdown.test", "password": pw}, nil)
+		if r.Status != 503 || r.code() != "SERVICE_UNAVAILABLE" || r.Header.Get("Retry-After") == "" {
+			t.Errorf("a write while the database is unavailable: %d %s %v, want 503 SERVICE_UNAVAILABLE with Retry-After", r.Status, r.Raw, r.Header)
+		}
+		if r := a.do("GET", "/readyz", "", nil, nil); r.Status != 503 {
+			t.Errorf("/readyz while transactions fail: %d %s", r.Status, r.Raw)
+		}
+		restore()
+		a.want(a.do("POST", "/api/v1/users", x.OwnerToken, map[string]any{"email": "late@dbdown.test", "password": pw}, nil), 201, "")
 	})
 }

@@ -33,6 +33,10 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) error {
 	if err := s.Store.Ping(ctx); err != nil {
 		return &errs.Error{Kind: errs.KindUnavailable, Code: errs.CodeServiceUnavailable, Msg: "the database does not answer", Err: err}
 	}
+	if !s.Store.Available() {
+		return &errs.Error{Kind: errs.KindUnavailable, Code: errs.CodeServiceUnavailable, RetryAfter: dbRetryAfter,
+			Msg: "the database answers, but transactions failed in the last seconds (full disk, read-only, I/O errors)"}
+	}
 	if s.Gateway != nil && !s.Gateway.Ready() {
 		return errNotReady
 	}
