@@ -748,7 +748,10 @@ func TestDatabaseUnavailableAnswers503(t *testing.T) {
 			storetest.Must(t, err)
 			_, err = admin.Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", name)
 			storetest.Must(t, err)
-			restore = func() { _, err := admin.Exec("ALTER DATABASE " + name + " CONNECTION LIMIT -1"); storetest.Must(t, err) }
+			restore = func() {
+				_, err := admin.Exec("ALTER DATABASE " + name + " CONNECTION LIMIT -1")
+				storetest.Must(t, err)
+			}
 		} else {
 			// Another process holds the write lock: writes wait the busy timeout (10 s), then fail.
 			other, err := sql.Open("sqlite", strings.TrimPrefix(a.db.URL, "sqlite:"))
