@@ -29,6 +29,7 @@ type config struct {
 	RefreshTTL      time.Duration
 	PurgeDelay      time.Duration
 	PurgeEvery      time.Duration
+	ShutdownGrace   time.Duration // how long requests in flight may finish after a stop signal
 	TrialDays       int
 	BootstrapEmail  string
 	BootstrapPass   string
@@ -62,6 +63,7 @@ var envDoc = [][2]string{
 	{"TENANTGATE_ACCESS_TOKEN_TTL", "access token lifetime (default 15m)"},
 	{"TENANTGATE_REFRESH_TOKEN_TTL", "refresh token lifetime (default 720h)"},
 	{"TENANTGATE_PURGE_DELAY", "how long a deleted tenant can be restored before its data is purged (default 720h)"},
+	{"TENANTGATE_SHUTDOWN_GRACE", "on SIGTERM, how long requests in flight may finish before streams are cut (ended with an error event and billed for what they delivered); 1s to 1h (default 20s)"},
 	{"TENANTGATE_TRIAL_DAYS", "trial length of a new tenant in days (default 14)"},
 	{"TENANTGATE_SERVICE_TOKENS", "credentials of the service API (/internal/*): name=token,name2=token2 (tokens of 32+ characters)"},
 	{"TENANTGATE_RATE_LIMIT_FAIL_OPEN", "when Redis is down: true (default) admits requests unlimited, false refuses them"},
@@ -104,6 +106,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.AccessTTL = dur("TENANTGATE_ACCESS_TOKEN_TTL", "15m")
 	c.RefreshTTL = dur("TENANTGATE_REFRESH_TOKEN_TTL", "720h")
 	c.PurgeDelay = dur("TENANTGATE_PURGE_DELAY", "720h")
+	if c.ShutdownGrace = dur("TENANTGATE_SHUTDOWN_GRACE", "20s"); c.ShutdownGrace > 0 && (c.ShutdownGrace < time.Second || c.ShutdownGrace > time.Hour) {
+		problems = append(problems, fmt.Sprintf("TENANTGATE_SHUTDOWN_GRACE=%s is out of range: 1s to 1h", c.ShutdownGrace))
+	}
 	if v := getenv("TENANTGATE_PURGE_INTERVAL"); v != "" {
 		c.PurgeEvery = dur("TENANTGATE_PURGE_INTERVAL", "1h")
 	}

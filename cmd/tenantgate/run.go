@@ -343,11 +343,20 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down: finishing requests in flight (up to 20s)")
-	shCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	log.Info("shutting down: finishing requests in flight", "grace", cfg.ShutdownGrace)
+	shCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
 	defer cancel()
 	if err := srv.Shutdown(shCtx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+		// The grace is over: AI calls still streaming end with an error event
+		// and are billed for what they delivered; then the rest may finish.
+		log.Warn("the shutdown grace period is over: cutting the AI calls still in flight", "grace", cfg.ShutdownGrace)
+		svc.gateway.CutStreams()
+		cutCtx, cancelCut := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancelCut()
+		if err := srv.Shutdown(cutCtx); err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("shutdown: requests still running 10 s after the grace period: %w", err)
+		}
 	}
 	log.Info("stopped")
 	return nil

@@ -97,6 +97,11 @@ type Service struct {
 	writer  *writer
 	tokens  tokens
 	probing atomic.Bool
+
+	// cut ends every upstream call in flight (CutStreams, at the end of a
+	// shutdown's grace period); cutCtx is done once it did.
+	cutCtx context.Context
+	cut    context.CancelFunc
 }
 
 // New builds the gateway. Call Run to start its background work.
@@ -140,8 +145,15 @@ func New(s *store.Store, o Options) *Service {
 		},
 		byOwner: map[string][]*live{}, health: map[string]*health{}, settings: map[string]*Settings{}}
 	g.writer = newWriter(g)
+	g.cutCtx, g.cut = context.WithCancel(context.Background())
 	return g
 }
+
+// CutStreams ends every upstream call still in flight: a stream ends with an
+// error event and is billed for what it delivered, a call that has not
+// answered yet fails unbilled. Shutdown calls it when its grace period is
+// over, so that no stream is cut without a word or a bill.
+func (g *Service) CutStreams() { g.cut() }
 
 // Run reloads channels and settings, probes disabled channels and writes
 // usage until ctx ends; it returns once every accepted usage record is

@@ -203,6 +203,7 @@ func (g *Service) attempt(w http.ResponseWriter, r *http.Request, cl *call, cand
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
+	defer context.AfterFunc(g.cutCtx, cancel)() // shutdown's grace is over: end the upstream call
 	req, err := lv.provider.NewRequest(ctx, t, &wc)
 	if err != nil {
 		// The request cannot be put to this provider: the client's to fix.
@@ -388,6 +389,10 @@ func (g *Service) relayStream(w http.ResponseWriter, r *http.Request, cl *call, 
 		cancel()
 		status, l.Error = 499, "the client closed the connection mid-stream"
 		g.ok(cand.l)
+	case g.cutCtx.Err() != nil:
+		// The server is shutting down and its grace period is over: not the
+		// channel's fault; bill what was delivered and say why it ends.
+		status, l.Error = http.StatusServiceUnavailable, "the server shut down mid-stream"
 	case err != nil:
 		g.fail(cand.l, "the stream broke off: "+err.Error(), false)
 		status, l.Error = http.StatusBadGateway, "the upstream stream broke off"
@@ -415,6 +420,11 @@ func (g *Service) relayStream(w http.ResponseWriter, r *http.Request, cl *call, 
 	}
 	if status == http.StatusBadGateway {
 		_ = write(mustJSON(openAIError{Error: openAIErrorDetail{Message: l.Error, Type: "api_error", Code: ptr("upstream_error")}}))
+		return nil
+	}
+	if status == http.StatusServiceUnavailable {
+		_ = write(mustJSON(openAIError{Error: openAIErrorDetail{Message: "the server is shutting down: this answer was cut short, " +
+			"and only what was delivered is billed; retry the call", Type: "api_error", Code: ptr("server_shutdown")}}))
 		return nil
 	}
 	_ = write([]byte("[DONE]"))

@@ -157,9 +157,9 @@ func freeAddr(tb testing.TB) string {
 }
 
 // startServer runs `tenantgate serve` on a free loopback port with the
-// backend's data and waits for /healthz. The process is killed when the
+// backend's data (and extraEnv, NAME=value) and waits for /healthz. The process is killed when the
 // test ends (and, through Pdeathsig, if the test process dies first).
-func startServer(tb testing.TB, be *backend, name string) *server {
+func startServer(tb testing.TB, be *backend, name string, extraEnv ...string) *server {
 	tb.Helper()
 	bin, err := serverBinary()
 	if err != nil {
@@ -186,6 +186,7 @@ func startServer(tb testing.TB, be *backend, name string) *server {
 		"TENANTGATE_AUTH_RATE_PER_MINUTE=0",
 	)
 	env = append(env, be.env()...)
+	env = append(env, extraEnv...)
 	s.cmd = exec.Command(bin, "serve")
 	s.cmd.Env, s.cmd.Stdout, s.cmd.Stderr = env, logFile, logFile
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
