@@ -64,7 +64,8 @@ type Options struct {
 	MaxAttempts      int           // channels tried per request (default 3)
 	HealthWindow     int           // the last N requests a channel's health looks at (default 20)
 	HealthFailures   int           // disable after this many failures among them (default 10)
-	ProbeEvery       time.Duration // how often disabled channels are probed (default 30s)
+	ProbeEvery       time.Duration // the longest wait between probes of a disabled channel (default 30s)
+	ProbeFirst       time.Duration // the first wait; it doubles after every failed probe up to ProbeEvery (default 1s)
 	ReloadEvery      time.Duration // how often channels and settings are re-read (default 10s)
 	DefaultMaxOutput int64         // output tokens reserved when a request sets no cap (default 4096)
 	// AllowPrivateUpstreams lets tenants' own channels reach loopback,
@@ -126,6 +127,10 @@ func New(s *store.Store, o Options) *Service {
 	if o.ProbeEvery <= 0 {
 		o.ProbeEvery = 30 * time.Second
 	}
+	if o.ProbeFirst <= 0 {
+		o.ProbeFirst = time.Second
+	}
+	o.ProbeFirst = min(o.ProbeFirst, o.ProbeEvery)
 	if o.ReloadEvery <= 0 {
 		o.ReloadEvery = 10 * time.Second
 	}
@@ -167,7 +172,7 @@ func (g *Service) Run(ctx context.Context) {
 	var probes sync.WaitGroup
 	defer probes.Wait()
 	reload := time.NewTicker(g.opts.ReloadEvery)
-	probe := time.NewTicker(g.opts.ProbeEvery)
+	probe := time.NewTicker(g.opts.ProbeFirst) // each channel is probed when its own backoff is over
 	defer reload.Stop()
 	defer probe.Stop()
 	for {
@@ -214,6 +219,13 @@ type health struct {
 	inflight   atomic.Int64
 	disabled   atomic.Bool  // set at once on automatic disablement, before the reload
 	disabledAt atomic.Int64 // when (unix nanoseconds)
+	// While disabled: the next probe is due at probeAt (unix ns), after a
+	// wait of backoff (ns) that doubles with every failed probe; trial is a
+	// real call let through while every channel of its model is down.
+	probeAt  atomic.Int64
+	backoff  atomic.Int64
+	trial    atomic.Bool
+	reviving atomic.Bool // a re-enablement is being recorded
 }
 
 func (h *health) record(window int, failed bool) (failures int) {
@@ -421,6 +433,7 @@ type candidate struct {
 	l        *live
 	upstream string
 	byok     bool
+	trial    bool // a half-open trial of a disabled channel: its slot goes back after the attempt
 }
 
 // candidates returns, in the order to try them, the enabled channels that
@@ -433,6 +446,7 @@ func (g *Service) candidates(tenantID, plan, model string, byok bool, set *Setti
 	g.mu.RLock()
 	own, plat := g.byOwner[tenantID], g.byOwner[store.PlatformTenantID]
 	g.mu.RUnlock()
+	var down []candidate // channels serving the model that the health check disabled
 	add := func(ls []*live, isOwn bool) {
 		var tier []*live
 		flush := func() {
@@ -446,7 +460,7 @@ func (g *Service) candidates(tenantID, plan, model string, byok bool, set *Setti
 				continue
 			}
 			if l.ch.Status == StatusAutoDisabled || (l.ch.Status == StatusEnabled && l.health.disabled.Load()) {
-				unhealthy = true
+				down = append(down, candidate{l: l, upstream: l.ch.UpstreamModel(model), byok: isOwn, trial: true})
 				continue
 			}
 			if l.ch.Status != StatusEnabled {
@@ -465,7 +479,18 @@ func (g *Service) candidates(tenantID, plan, model string, byok bool, set *Setti
 	if !(byok && set != nil && set.BYOKOnly) {
 		add(plat, false)
 	}
-	return out, unhealthy && len(out) == 0
+	if len(out) > 0 || len(down) == 0 {
+		return out, false
+	}
+	// Every channel of the model is down (half-open): one real call at a time
+	// goes to each, and the first that succeeds brings its channel back, so
+	// a flaky channel still serves rather than refusing everything.
+	for _, c := range down {
+		if c.l.health.trial.CompareAndSwap(false, true) {
+			out = append(out, c)
+		}
+	}
+	return out, len(out) == 0
 }
 
 // weightedOrder shuffles channels so that each comes first with a

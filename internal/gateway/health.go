@@ -16,20 +16,51 @@ import (
 	"github.com/tenantgate/tenantgate/internal/store"
 )
 
-// ok records a healthy answer of the channel.
 // retryAfterUnhealthy is the Retry-After (seconds) for a model whose
-// channels are all disabled by the health check: the next probe may bring one
-// back.
+// channels are all disabled by the health check and busy with trial calls:
+// the next probe or trial may bring one back.
 func (g *Service) retryAfterUnhealthy() int {
-	return int(min(max(g.opts.ProbeEvery, time.Second), 30*time.Second) / time.Second)
+	return int(max(g.opts.ProbeFirst, time.Second) / time.Second)
 }
 
-func (g *Service) ok(l *live) { l.health.record(g.opts.HealthWindow, false) }
+// ok records a healthy answer of the channel; a disabled channel that
+// answered (a trial call while its model had no other) is enabled again.
+func (g *Service) ok(l *live) {
+	l.health.record(g.opts.HealthWindow, false)
+	if l.ch.Status == StatusAutoDisabled || l.health.disabled.Load() {
+		g.revive(l, "a call through it succeeded")
+	}
+}
+
+// revive enables an automatically disabled channel again, at once in this
+// process and then in the database (audited) and every process's table.
+func (g *Service) revive(l *live, why string) {
+	if !l.health.reviving.CompareAndSwap(false, true) {
+		return // already on its way back
+	}
+	l.health.reset()
+	go func() {
+		defer l.health.reviving.Store(false)
+		ctx := actor.With(context.Background(), actor.System("gateway health"))
+		if err := g.setStatus(ctx, l.ch.TenantID, l.ch.ID, StatusEnabled, why, "ai_channel.re_enabled", StatusAutoDisabled); err != nil {
+			g.log.Error("could not re-enable the channel", "channel", l.ch.ID, "err", err)
+			return
+		}
+		g.log.Info("an AI channel answers again and was re-enabled", "channel", l.ch.ID, "name", l.ch.Name, "why", why)
+		_ = g.Reload(ctx)
+	}()
+}
 
 // fail records a failure; the channel is disabled at once when its key was
 // refused, or when HealthFailures of its last HealthWindow requests failed.
+// A disabled channel that fails again (a trial call) waits longer before
+// its next probe.
 func (g *Service) fail(l *live, reason string, invalidKey bool) {
 	n := l.health.record(g.opts.HealthWindow, true)
+	if l.health.disabled.Load() {
+		g.backOff(l)
+		return
+	}
 	if invalidKey || n >= g.opts.HealthFailures {
 		if !invalidKey {
 			reason = fmt.Sprintf("%d of its last %d requests failed; the last: %s", n, g.opts.HealthWindow, reason)
@@ -45,7 +76,10 @@ func (g *Service) autoDisable(l *live, reason string) {
 	if !l.health.disabled.CompareAndSwap(false, true) {
 		return
 	}
-	l.health.disabledAt.Store(g.now().UnixNano())
+	now := g.now().UnixNano()
+	l.health.disabledAt.Store(now)
+	l.health.backoff.Store(int64(g.opts.ProbeFirst))
+	l.health.probeAt.Store(now + int64(g.opts.ProbeFirst))
 	g.log.Warn("an AI channel was disabled automatically; the probe re-enables it once it answers", "channel", l.ch.ID,
 		"name", l.ch.Name, "owner", l.ch.TenantID, "reason", reason)
 	ctx := actor.With(context.Background(), actor.System("gateway health"))
@@ -68,14 +102,24 @@ func (g *Service) setStatus(ctx context.Context, owner, id, status, reason, even
 	})
 }
 
+// backOff doubles a disabled channel's wait before its next probe, up to
+// ProbeEvery.
+func (g *Service) backOff(l *live) {
+	b := min(max(2*l.health.backoff.Load(), int64(g.opts.ProbeFirst)), int64(g.opts.ProbeEvery))
+	l.health.backoff.Store(b)
+	l.health.probeAt.Store(g.now().UnixNano() + b)
+}
+
 // ProbeDisabled sends a minimal request through every automatically
-// disabled channel and re-enables those that answer.
+// disabled channel whose backoff is over (1 s after it was disabled, then
+// doubling up to ProbeEvery) and re-enables those that answer.
 func (g *Service) ProbeDisabled(ctx context.Context) {
+	now := g.now().UnixNano()
 	g.mu.RLock()
 	var down []*live
 	for _, ls := range g.byOwner {
 		for _, l := range ls {
-			if l.ch.Status == StatusAutoDisabled || (l.ch.Status == StatusEnabled && l.health.disabled.Load()) {
+			if (l.ch.Status == StatusAutoDisabled || (l.ch.Status == StatusEnabled && l.health.disabled.Load())) && now >= l.health.probeAt.Load() {
 				down = append(down, l)
 			}
 		}
@@ -85,6 +129,7 @@ func (g *Service) ProbeDisabled(ctx context.Context) {
 	for _, l := range down {
 		res := g.probe(ctx, l, "")
 		if !res.OK {
+			g.backOff(l)
 			continue
 		}
 		actx := actor.With(ctx, actor.System("gateway probe"))

@@ -138,21 +138,35 @@ func (g *Service) Serve(w http.ResponseWriter, r *http.Request, op wire.Op, c Ca
 		p := truncate(promptText(&cl), 64<<10)
 		l.Prompt = &p
 	}
+	defer func() { // the trial slots this call took and did not use go back
+		for _, c := range cands {
+			if c.trial {
+				c.l.health.trial.Store(false)
+			}
+		}
+	}()
 	var lastErr error
-	for _, cand := range cands {
+	for i, cand := range cands {
 		if l.Attempts >= g.opts.MaxAttempts {
 			break
 		}
+		cands[i].trial = false // from here on this loop gives its slot back
 		h := cand.l.health
-		if h.disabled.Load() {
+		if h.disabled.Load() && !cand.trial {
 			continue // disabled by another request meanwhile: never picked
 		}
 		if !h.acquire(cand.l.ch.MaxConcurrency) {
+			if cand.trial {
+				h.trial.Store(false)
+			}
 			continue // at its concurrency limit
 		}
 		l.Attempts++
 		done, err := g.attempt(w, r, &cl, cand, l, start, price, hold, set)
 		h.inflight.Add(-1)
+		if cand.trial {
+			h.trial.Store(false)
+		}
 		if done {
 			return err
 		}

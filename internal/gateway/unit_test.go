@@ -1,15 +1,21 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tenantgate/tenantgate/internal/errs"
 	"github.com/tenantgate/tenantgate/internal/gateway/wire"
+	"github.com/tenantgate/tenantgate/internal/store"
 )
 
 func TestWeightedOrderFollowsWeights(t *testing.T) {
@@ -186,5 +192,71 @@ func TestUsageChunkForStreamsWithoutUsage(t *testing.T) {
 	}
 	if got["id"] != "x" || len(got["choices"].([]any)) != 0 || got["usage"].(map[string]any)["total_tokens"].(float64) != 7 {
 		t.Errorf("usage chunk: %s", c)
+	}
+}
+
+// While every channel of a model is disabled by the health check, one real
+// call at a time goes to each (half-open); only when those trial slots are
+// taken is the model unhealthy (503), and a model nobody serves is not.
+func TestHalfOpenTrials(t *testing.T) {
+	g := New(nil, Options{})
+	down := func(id string) *live {
+		l := &live{ch: Channel{ID: id, TenantID: "p", Status: StatusAutoDisabled, Models: []string{"m"}}, provider: g.providers[ProviderOpenAI], health: &health{}}
+		l.health.disabled.Store(true)
+		return l
+	}
+	a, b := down("a"), down("b")
+	g.byOwner = map[string][]*live{"p": {a, b}}
+	g.byOwner[store.PlatformTenantID] = g.byOwner["p"]
+	delete(g.byOwner, "p")
+
+	first, unhealthy := g.candidates("t1", "pro", "m", false, nil)
+	if len(first) != 2 || unhealthy || !first[0].trial || !first[1].trial {
+		t.Fatalf("all channels down: candidates %v (unhealthy %v), want both as trials", first, unhealthy)
+	}
+	second, unhealthy := g.candidates("t1", "pro", "m", false, nil)
+	if len(second) != 0 || !unhealthy {
+		t.Fatalf("trial slots taken: candidates %v (unhealthy %v), want none and unhealthy", second, unhealthy)
+	}
+	a.health.trial.Store(false) // a's trial ended
+	third, _ := g.candidates("t1", "pro", "m", false, nil)
+	if len(third) != 1 || third[0].l != a {
+		t.Fatalf("after a's trial: %v, want a", third)
+	}
+	if none, unhealthy := g.candidates("t1", "pro", "other", false, nil); len(none) != 0 || unhealthy {
+		t.Fatalf("a model nobody serves: %v unhealthy %v, want none and not unhealthy", none, unhealthy)
+	}
+}
+
+// A disabled channel is probed after 1 s, then after waits that double with
+// every failed probe up to ProbeEvery, not only every 30 s.
+func TestProbeBackoff(t *testing.T) {
+	var calls atomic.Int64
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	defer up.Close()
+	now := time.Unix(1_800_000_000, 0)
+	g := New(nil, Options{Now: func() time.Time { return now }, ProbeFirst: time.Second, ProbeEvery: 8 * time.Second})
+	l := &live{ch: Channel{ID: "a", TenantID: store.PlatformTenantID, Status: StatusAutoDisabled, Models: []string{"m"}, BaseURL: up.URL + "/v1",
+		Provider: ProviderCompatible}, provider: g.providers[ProviderCompatible], client: up.Client(), health: &health{}}
+	l.health.disabled.Store(true)
+	l.health.backoff.Store(int64(time.Second))
+	l.health.probeAt.Store(now.Add(time.Second).UnixNano())
+	g.byOwner = map[string][]*live{store.PlatformTenantID: {l}}
+
+	var probedAt []time.Duration
+	for step := time.Duration(0); step <= 40*time.Second; step += 500 * time.Millisecond {
+		before := calls.Load()
+		g.ProbeDisabled(context.Background())
+		if calls.Load() != before {
+			probedAt = append(probedAt, step)
+		}
+		now = now.Add(500 * time.Millisecond)
+	}
+	want := []time.Duration{1 * time.Second, 3 * time.Second, 7 * time.Second, 15 * time.Second, 23 * time.Second, 31 * time.Second, 39 * time.Second}
+	if diff := cmp.Diff(probedAt, want); diff != "" {
+		t.Errorf("probe times (-got +want):\n%s", diff)
 	}
 }

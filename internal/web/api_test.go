@@ -131,7 +131,7 @@ func newAPIWithPlatformIdP(t testing.TB, d store.Dialect, platform *oidc.Platfor
 	a.oidc = oidc.New(s, a.ident, a.tenants, box, srv.URL, platform)
 	a.billing = billing.New(s, billing.Options{WebhookSecret: testWebhookSecret})
 	a.gateway = gateway.New(s, gateway.Options{Box: box, Billing: a.billing, Meter: q, Limiter: quota.NewGuarded(quota.NewMemoryLimiter(), true, nil),
-		PlanExists: q.PlanExists, AllowPrivateUpstreams: true, HealthWindow: 4, HealthFailures: 3, ProbeEvery: time.Hour})
+		PlanExists: q.PlanExists, AllowPrivateUpstreams: true, HealthWindow: 4, HealthFailures: 3, ProbeEvery: time.Hour, Now: a.clock.now})
 	storetest.Must(t, a.gateway.Reload(ctx)) // as serve does: /v1 is ready from the first request
 	gwCtx, stopGW := context.WithCancel(context.Background())
 	gwDone := make(chan struct{})

@@ -427,12 +427,19 @@ func TestGatewayFailoverAndHealth(t *testing.T) {
 		if len(ev) != 1 {
 			t.Errorf("auto-disable audit events: %v", ev)
 		}
-		// The probe re-enables it once it answers.
+		// The probe re-enables it once it answers (each probe after its backoff).
+		probes := bad.calls.Load()
+		a.clock.advance(time.Hour)
 		g.a.gateway.ProbeDisabled(context.Background())
-		if s := a.want(a.do("GET", "/api/v1/admin/channels/"+g.chanID, g.op, nil, nil), 200, "").str("status"); s != "auto_disabled" {
-			t.Errorf("probe of a still-failing channel: %s", s)
+		if s := a.want(a.do("GET", "/api/v1/admin/channels/"+g.chanID, g.op, nil, nil), 200, "").str("status"); s != "auto_disabled" || bad.calls.Load() != probes+1 {
+			t.Errorf("probe of a still-failing channel: %s after %d probes", s, bad.calls.Load()-probes)
 		}
 		bad.status.Store(0)
+		g.a.gateway.ProbeDisabled(context.Background()) // its backoff is not over: no probe
+		if bad.calls.Load() != probes+1 {
+			t.Errorf("a channel was probed before its backoff was over")
+		}
+		a.clock.advance(time.Hour)
 		g.a.gateway.ProbeDisabled(context.Background())
 		if s := a.want(a.do("GET", "/api/v1/admin/channels/"+g.chanID, g.op, nil, nil), 200, "").str("status"); s != "enabled" {
 			t.Errorf("probe of a recovered channel: %s", s)
@@ -448,22 +455,41 @@ func TestGatewayFailoverAndHealth(t *testing.T) {
 		if ch.str("status") != "auto_disabled" || !strings.Contains(ch.str("statusReason"), "401") {
 			t.Errorf("after an invalid key: %s", ch.Raw)
 		}
-		// Once every channel serving the model is disabled by the health check,
-		// the model still exists: 503 with Retry-After (SDKs retry it), not a
-		// permanent 404; the upstreams are not called.
+		// Once every channel serving the model is disabled, the model still
+		// exists: real calls go through one at a time per channel (half-open),
+		// and the first that succeeds serves its client and brings its channel
+		// back. (While those trial slots are taken, calls answer 503
+		// no_healthy_channel with Retry-After: TestHalfOpenTrials.)
 		a.want(a.do("PATCH", "/api/v1/admin/channels/"+backup, g.op, map[string]any{"keys": []string{"sk-wrong"}}, nil), 200, "")
 		good.status.Store(0)
 		g.post(t, "/v1/chat/completions", g.key, chat("gpt-test", nil)).Body.Close() // 401: the backup is disabled at once
+		for _, id := range []string{g.chanID, backup} {
+			if s := a.want(a.do("GET", "/api/v1/admin/channels/"+id, g.op, nil, nil), 200, "").str("status"); s != "auto_disabled" {
+				t.Fatalf("channel %s: %s, want auto_disabled", id, s)
+			}
+		}
 		goodCalls := good.calls.Load()
-		r := g.post(t, "/v1/chat/completions", g.key, chat("gpt-test", nil))
-		if ra := r.Header.Get("Retry-After"); ra == "" {
-			t.Errorf("no Retry-After when every channel is unhealthy: %v", r.Header)
+		if status, _, code, _ := openAIErr(t, g.post(t, "/v1/chat/completions", g.key, chat("gpt-test", nil))); status != 502 || code != "upstream_error" {
+			t.Errorf("a trial call through channels that still fail: %d %s, want 502 upstream_error", status, code)
 		}
-		if status, typ, code, _ := openAIErr(t, r); status != 503 || typ != "api_error" || code != "no_healthy_channel" {
-			t.Errorf("every channel unhealthy: %d %s %s, want 503 api_error no_healthy_channel", status, typ, code)
+		if good.calls.Load() != goodCalls+1 {
+			t.Errorf("trial calls to the backup: %d, want 1", good.calls.Load()-goodCalls)
 		}
-		if good.calls.Load() != goodCalls {
-			t.Error("a disabled channel was called")
+		a.want(a.do("PATCH", "/api/v1/admin/channels/"+backup, g.op, map[string]any{"keys": []string{"sk-good"}}, nil), 200, "")
+		if r := g.post(t, "/v1/chat/completions", g.key, chat("gpt-test", nil)); r.StatusCode != 200 {
+			t.Errorf("a trial call through a channel that answers again: %d %s", r.StatusCode, readAll(t, r))
+		} else {
+			r.Body.Close()
+		}
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if s := a.want(a.do("GET", "/api/v1/admin/channels/"+backup, g.op, nil, nil), 200, "").str("status"); s == "enabled" {
+				break
+			} else if time.Now().After(deadline) {
+				t.Fatalf("the backup was not re-enabled after a successful trial call: %s", s)
+			}
+		}
+		if ev := a.want(a.do("GET", "/api/v1/audit?eventType=ai_channel.re_enabled", g.op, nil, nil), 200, "").items(); len(ev) != 2 {
+			t.Errorf("re-enable audit events: %d, want 2 (the probe, the trial)", len(ev))
 		}
 		if status, _, code, _ := openAIErr(t, g.post(t, "/v1/chat/completions", g.key, chat("gpt-nobody-serves", nil))); status != 404 || code != "model_not_found" {
 			t.Errorf("a model no channel serves: %d %s, want 404 model_not_found", status, code)
