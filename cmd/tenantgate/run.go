@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -34,8 +35,10 @@ var version = "dev"
 
 var errUsage = errors.New("usage")
 
+// exitCode: 2 for a usage or configuration error (nothing was done), 1 otherwise.
 func exitCode(err error) int {
-	if errors.Is(err, errUsage) {
+	var ce *configError
+	if errors.Is(err, errUsage) || errors.As(err, &ce) {
 		return 2
 	}
 	return 1
@@ -61,10 +64,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		fmt.Fprint(stderr, usage)
 		return errUsage
 	}
-	cfg, err := loadConfig(getenv)
-	if err != nil {
-		return err
-	}
+	// Commands validate the whole configuration (environment and flags) after
+	// parsing their flags and before anything else; help and version need none.
+	cfg := loadConfig(getenv)
 	switch args[0] {
 	case "serve":
 		return serve(ctx, cfg, args[1:], stdout, stderr)
@@ -79,9 +81,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return nil
 	case "help", "-h", "--help":
 		if len(args) > 1 && args[1] == "env" {
-			for _, e := range envDoc {
-				fmt.Fprintf(stdout, "  %-40s %s\n", e[0], e[1])
-			}
+			fmt.Fprint(stdout, envHelp())
 			return nil
 		}
 		fmt.Fprint(stdout, usage)
@@ -119,7 +119,7 @@ func parse(fs *flag.FlagSet, args []string) (bool, error) {
 
 func newLogger(cfg config, w io.Writer) *slog.Logger {
 	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated: debug, info, warn or error
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.LogFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
@@ -164,15 +164,22 @@ func openMigrated(ctx context.Context, cfg config, log *slog.Logger) (*store.Sto
 	return s, nil
 }
 
-func masterBox(cfg config, log *slog.Logger) (*secret.Box, error) {
-	var key []byte
-	var err error
-	if cfg.MasterKey != "" {
-		key, err = secret.ParseKey(cfg.MasterKey)
+// masterBox opens the box under the validated master key. Without one (no
+// TENANTGATE_MASTER_KEY and no DATA_DIR/master.key) it generates
+// DATA_DIR/master.key, but only for a database that holds no sealed secrets
+// yet: a key made up for a database sealed under another one could open
+// nothing, and would only leave a useless file behind.
+func masterBox(ctx context.Context, cfg config, s *store.Store, log *slog.Logger) (*secret.Box, error) {
+	key := cfg.masterKey
+	if key == nil {
+		sealed, err := identity.HasSigningKeys(ctx, s)
 		if err != nil {
-			return nil, fmt.Errorf("TENANTGATE_MASTER_KEY: %w", err)
+			return nil, err
 		}
-	} else {
+		if sealed {
+			return nil, fmt.Errorf("the database %s holds secrets sealed under a master key this server does not have: set TENANTGATE_MASTER_KEY to the key the other server processes use (or put their master.key in %s)",
+				s.Where(), cfg.DataDir)
+		}
 		var created bool
 		key, created, err = secret.LoadOrCreateKeyFile(cfg.masterKeyPath())
 		if err != nil {
@@ -208,7 +215,7 @@ type services struct {
 }
 
 func buildServices(ctx context.Context, cfg config, s *store.Store, log *slog.Logger, publicURL string) (*services, error) {
-	box, err := masterBox(cfg, log)
+	box, err := masterBox(ctx, cfg, s, log)
 	if err != nil {
 		return nil, err
 	}
@@ -258,7 +265,17 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 	if help, err := parse(fs, args); help || err != nil {
 		return err
 	}
+	// Validate, then take the port (so a busy port changes nothing), then
+	// open the database, then migrate.
+	if err := cfg.validate(); err != nil {
+		return err
+	}
 	log := newLogger(cfg, stderr)
+	ln, err := listen(cfg.Addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
 	s, err := openMigrated(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -268,10 +285,6 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 		return fmt.Errorf("check the database role: %w", err)
 	} else if bypass {
 		log.Warn("the database role escapes row-level security (superuser, BYPASSRLS or table owner): only the application filter isolates tenants; connect as a role that owns nothing", "role", role)
-	}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w (is another server using the port? set --addr or TENANTGATE_ADDR)", cfg.Addr, err)
 	}
 	addr := ln.Addr().(*net.TCPAddr)
 	publicURL := cfg.PublicURL
@@ -284,7 +297,6 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 	}
 	svc, err := buildServices(ctx, cfg, s, log, publicURL)
 	if err != nil {
-		ln.Close()
 		return err
 	}
 	if cfg.BootstrapEmail != "" {
@@ -294,7 +306,6 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 			log.Info("created the bootstrap operator", "email", cfg.BootstrapEmail)
 		case errors.Is(err, identity.ErrOperatorExists):
 		default:
-			ln.Close()
 			return fmt.Errorf("bootstrap operator: %w", err)
 		}
 	}
@@ -344,6 +355,22 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 	return nil
 }
 
+// listen takes the address, telling a busy port from a refused one.
+func listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	switch {
+	case err == nil:
+		return ln, nil
+	case errors.Is(err, syscall.EADDRINUSE):
+		return nil, fmt.Errorf("listen on %s: the port is already in use (another server?); set --addr or TENANTGATE_ADDR", addr)
+	case errors.Is(err, syscall.EACCES):
+		return nil, fmt.Errorf("listen on %s: permission denied (ports below 1024 need privileges); set --addr or TENANTGATE_ADDR: %w", addr, err)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return nil, fmt.Errorf("listen on %s: no network interface has this address; set --addr or TENANTGATE_ADDR", addr)
+	}
+	return nil, fmt.Errorf("listen on %s: %w", addr, err)
+}
+
 func migrate(ctx context.Context, cfg config, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("migrate", "Apply pending database migrations (as the schema owner), and on PostgreSQL grant the server's role what it needs.", stderr)
 	cfg.storageFlags(fs)
@@ -351,6 +378,9 @@ func migrate(ctx context.Context, cfg config, args []string, stdout, stderr io.W
 	fs.StringVar(&cfg.MigrationURL, "migration-url", cfg.MigrationURL, "postgres://… of the schema owner (TENANTGATE_MIGRATION_DATABASE_URL; default: --database-url)")
 	status := fs.Bool("status", false, "only print the current and latest version")
 	if help, err := parse(fs, args); help || err != nil {
+		return err
+	}
+	if err := cfg.validate(); err != nil {
 		return err
 	}
 	log := newLogger(cfg, stderr)
@@ -444,6 +474,9 @@ func operatorCmd(ctx context.Context, cfg config, args []string, stdout, stderr 
 
 // withServices opens the (migrated) store and the services for a CLI command.
 func withServices(ctx context.Context, cfg config, stderr io.Writer, fn func(*services) error) error {
+	if err := cfg.validate(); err != nil {
+		return err
+	}
 	log := newLogger(cfg, stderr)
 	s, err := openMigrated(ctx, cfg, log)
 	if err != nil {
