@@ -14,8 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/tenantgate/tenantgate/internal/actor"
 	"github.com/tenantgate/tenantgate/internal/billing"
 	"github.com/tenantgate/tenantgate/internal/gateway"
@@ -221,14 +219,30 @@ func buildServices(ctx context.Context, cfg config, s *store.Store, log *slog.Lo
 	}
 	var shared kv.Store = kv.NewMemory()
 	var limiter quota.RateLimiter = quota.NewMemoryLimiter()
+	var breaker *kv.Breaker
 	closeFn := func() {}
 	if cfg.RedisURL != "" {
-		opts, err := redis.ParseURL(cfg.RedisURL)
+		// One client for every Redis use: short timeouts, no retries, a
+		// circuit breaker, and go-redis's log lines in our log.
+		rdb, b, closeRedis, err := kv.NewRedisClient(kv.RedisConfig{URL: cfg.RedisURL, Timeout: cfg.RedisTimeout, Log: log})
 		if err != nil {
-			return nil, fmt.Errorf("TENANTGATE_REDIS_URL: %w", err)
+			return nil, fmt.Errorf("TENANTGATE_REDIS_URL %s: %s", secret.RedactURL(cfg.RedisURL), scrub(err, cfg.RedisURL))
 		}
-		rdb := redis.NewClient(opts)
-		shared, limiter, closeFn = kv.NewRedis(rdb, "tenantgate:"), quota.NewRedisLimiter(rdb), func() { rdb.Close() }
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			// Known down before the first request pays for finding out.
+			b.Trip(fmt.Errorf("start-up check: %w", err))
+			policy := "failing closed: rate-limited requests and tenant logins are refused (503) until it answers"
+			if cfg.RateLimitFailOpen {
+				policy = "failing open: rate limits are not enforced and login lockouts are counted by each process alone until it answers"
+			}
+			log.Warn("Redis does not answer at start-up; "+policy, "redis", secret.RedactURL(cfg.RedisURL))
+		}
+		redisKV := kv.NewRedis(rdb, "tenantgate:")
+		shared = redisKV
+		if cfg.RateLimitFailOpen {
+			shared = kv.Fallback{Primary: redisKV, Local: kv.NewMemory()}
+		}
+		limiter, breaker, closeFn = quota.NewRedisLimiter(rdb), b, closeRedis
 	}
 	keys, err := identity.LoadKeys(ctx, s, box)
 	if err != nil {
@@ -250,6 +264,9 @@ func buildServices(ctx context.Context, cfg config, s *store.Store, log *slog.Lo
 	tenants := tenant.New(s, tcfg, log)
 	fed := oidc.New(s, ident, tenants, box, publicURL, cfg.OIDC)
 	guarded := quota.NewGuarded(limiter, cfg.RateLimitFailOpen, log)
+	if breaker != nil {
+		guarded.WatchStore(breaker)
+	}
 	bill := billing.New(s, billing.Options{Log: log, WebhookSecret: cfg.PaymentWebhookSecret})
 	gw := gateway.New(s, gateway.Options{Box: box, Log: log, Billing: bill, Meter: quotas, Limiter: guarded, PlanExists: quotas.PlanExists,
 		MaxAttempts: cfg.GatewayMaxAttempts, HealthFailures: cfg.GatewayDisableAfter[0], HealthWindow: cfg.GatewayDisableAfter[1],
@@ -310,12 +327,14 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 		}
 	}
 	defer svc.close()
-	deps := map[string]web.Pinger{}
+	// Redis has a fallback (the failure policy), so it degrades health
+	// rather than failing it.
+	degradable := map[string]web.Pinger{}
 	if cfg.RedisURL != "" {
-		deps["redis"] = svc.kv
+		degradable["redis"] = svc.kv
 	}
 	handler := web.NewServer(web.Deps{Log: log, Store: s, Tenants: svc.tenants, Identity: svc.identity, RBAC: svc.rbac, OIDC: svc.oidc, Quota: svc.quota, Limiter: svc.limiter, Counters: svc.kv, AuthRatePerMinute: cfg.AuthRatePerMinute,
-		BaseDomain: cfg.BaseDomain, PublicURL: publicURL, Version: version, StartedAt: time.Now(), Dependencies: deps,
+		BaseDomain: cfg.BaseDomain, PublicURL: publicURL, Version: version, StartedAt: time.Now(), Degradable: degradable,
 		ServiceTokens: cfg.ServiceTokens, Gateway: svc.gateway, Billing: svc.billing})
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
 		WriteTimeout: 120 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
