@@ -47,10 +47,10 @@ type Deps struct {
 	Dependencies      map[string]Pinger // extra health dependencies: down makes /api/health 503 unhealthy
 	// Degradable dependencies (Redis) have a fallback: down, /api/health
 	// answers 200 "degraded" and names them "unavailable".
-	Degradable map[string]Pinger
-	ServiceTokens     []ServiceToken    // credentials of the service API (/internal/*)
-	Gateway           *gateway.Service  // the AI gateway (/v1/*, channels, request log)
-	Billing           *billing.Service  // balances, ledger, prices, codes (nil: the billing routes answer 503)
+	Degradable    map[string]Pinger
+	ServiceTokens []ServiceToken   // credentials of the service API (/internal/*)
+	Gateway       *gateway.Service // the AI gateway (/v1/*, channels, request log)
+	Billing       *billing.Service // balances, ledger, prices, codes (nil: the billing routes answer 503)
 }
 
 type server struct {
