@@ -123,11 +123,23 @@ func envHelp() string {
 		case "int":
 			doc += fmt.Sprintf(" [%d to %d]", e.Min, e.Max)
 		case "duration":
-			doc += fmt.Sprintf(" [%s to %s]", time.Duration(e.Min), time.Duration(e.Max))
+			doc += fmt.Sprintf(" [%s to %s]", shortDuration(time.Duration(e.Min)), shortDuration(time.Duration(e.Max)))
 		}
 		fmt.Fprintf(&b, "  %-42s %s\n", e.Name, doc)
 	}
 	return b.String()
+}
+
+// shortDuration writes 24h rather than 24h0m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 func envSpec(name string) envVar {
@@ -200,7 +212,7 @@ func (r *envReader) duration(name string, def time.Duration) time.Duration {
 	}
 	d, err := time.ParseDuration(raw)
 	if err != nil || int64(d) < spec.Min || int64(d) > spec.Max {
-		r.bad("%s=%q: must be a duration from %s to %s, such as %s", name, raw, time.Duration(spec.Min), time.Duration(spec.Max), def)
+		r.bad("%s=%q: must be a duration from %s to %s, such as %s", name, raw, shortDuration(time.Duration(spec.Min)), shortDuration(time.Duration(spec.Max)), shortDuration(def))
 		return def
 	}
 	return d
@@ -278,7 +290,7 @@ func loadConfig(getenv func(string) string) config {
 	c.PaymentWebhookSecret = getenv("TENANTGATE_PAYMENT_WEBHOOK_SECRET")
 	if c.PublicURL != "" {
 		if msg := checkHTTPURL(c.PublicURL); msg != "" {
-			r.bad("TENANTGATE_PUBLIC_URL=%q: %s", secret.RedactURL(c.PublicURL), msg)
+			r.bad("TENANTGATE_PUBLIC_URL=%q: %s", showURL(c.PublicURL), msg)
 		}
 	}
 	if c.BaseDomain != "" && !validHostName(c.BaseDomain) {
@@ -286,7 +298,7 @@ func loadConfig(getenv func(string) string) config {
 	}
 	if c.RedisURL != "" {
 		if _, err := redis.ParseURL(c.RedisURL); err != nil {
-			r.bad("TENANTGATE_REDIS_URL=%q: %s", secret.RedactURL(c.RedisURL), scrub(err, c.RedisURL))
+			r.bad("TENANTGATE_REDIS_URL=%q: %s", showURL(c.RedisURL), scrub(err, c.RedisURL))
 		}
 	}
 	if iss := getenv("TENANTGATE_OIDC_ISSUER"); iss != "" {
@@ -294,7 +306,7 @@ func loadConfig(getenv func(string) string) config {
 			ClientSecret: getenv("TENANTGATE_OIDC_CLIENT_SECRET"), OrgClaim: getenv("TENANTGATE_OIDC_ORG_CLAIM"),
 			RolesClaim: getenv("TENANTGATE_OIDC_ROLES_CLAIM"), JIT: r.boolean("TENANTGATE_OIDC_JIT", true)}
 		if msg := checkHTTPURL(c.OIDC.Issuer); msg != "" {
-			r.bad("TENANTGATE_OIDC_ISSUER=%q: %s", secret.RedactURL(iss), msg)
+			r.bad("TENANTGATE_OIDC_ISSUER=%q: %s", showURL(iss), msg)
 		}
 		if c.OIDC.ClientID == "" || c.OIDC.ClientSecret == "" {
 			r.bad("TENANTGATE_OIDC_ISSUER needs TENANTGATE_OIDC_CLIENT_ID and TENANTGATE_OIDC_CLIENT_SECRET")
@@ -337,7 +349,7 @@ func (c *config) validate() error {
 			continue
 		}
 		if d, _, err := store.ParseURL(u.value); err != nil || d != store.Postgres {
-			bad("%s=%q: must be a postgres://… URL", u.name, secret.RedactURL(u.value))
+			bad("%s=%q: must be a postgres://… URL", u.name, showURL(u.value))
 		} else if dbErr == nil && dialect != store.Postgres {
 			bad("%s is set but the database (TENANTGATE_DATABASE_URL) is not PostgreSQL", u.name)
 		}
@@ -416,6 +428,15 @@ func validHostName(h string) bool {
 		}
 	}
 	return true
+}
+
+// showURL is a URL as the operator wrote it when it carries nothing secret,
+// else its redacted form.
+func showURL(raw string) string {
+	if u, err := url.Parse(raw); err == nil && u.User == nil && !strings.Contains(raw, "=") {
+		return raw
+	}
+	return secret.RedactURL(raw)
 }
 
 // scrub returns err's text with raw (a URL that may hold a password) replaced
