@@ -38,8 +38,8 @@ const (
 
 // Config says where the database is.
 type Config struct {
-	// URL is postgres://… for PostgreSQL, or sqlite:PATH / a file path for
-	// SQLite. Empty means SQLite at DataDir/tenantgate.db.
+	// URL selects the database; see ParseURL (other schemes are refused).
+	// Empty means SQLite at DataDir/tenantgate.db.
 	URL     string
 	DataDir string
 	// PlatformURL (PostgreSQL) connects platform-scope work (operators,
