@@ -64,6 +64,8 @@ func TestConfigValidation(t *testing.T) {
 		{"addr port range", map[string]string{"TENANTGATE_ADDR": "127.0.0.1:70000"}, nil, []string{"listen address", "65535"}},
 		{"database scheme", map[string]string{"TENANTGATE_DATABASE_URL": "postgress://u:PASSWORD@127.0.0.1:1/tg"}, nil, []string{"database URL", `"postgress"`}},
 		{"mysql", map[string]string{"TENANTGATE_DATABASE_URL": "mysql://u:PASSWORD@127.0.0.1:1/tg"}, nil, []string{"database URL", `"mysql"`}},
+		{"migration URL", map[string]string{"TENANTGATE_MIGRATION_DATABASE_URL": "mysql://o:PASSWORD@127.0.0.1:1/tg"}, nil,
+			[]string{"TENANTGATE_MIGRATION_DATABASE_URL"}},
 		{"platform URL", map[string]string{"TENANTGATE_DATABASE_URL": "postgres://u:PASSWORD@127.0.0.1:1/tg",
 			"TENANTGATE_PLATFORM_DATABASE_URL": "postgress://p:PASSWORD@127.0.0.1:1/tg"}, nil, []string{"TENANTGATE_PLATFORM_DATABASE_URL"}},
 		{"redis URL", map[string]string{"TENANTGATE_REDIS_URL": "redsi://:PASSWORD@127.0.0.1:1/0"}, nil, []string{"TENANTGATE_REDIS_URL"}},
@@ -223,5 +225,13 @@ func TestNoPasswordInLogs(t *testing.T) {
 		"TENANTGATE_PLATFORM_DATABASE_URL": "postgres://plat:PASSWORD@" + dead + "/tg?sslmode=disable&password=PASSWORD"}, "--addr", "127.0.0.1:0")
 	if err == nil || strings.Contains(err.Error()+out, "PASSWORD") {
 		t.Errorf("an unreachable PostgreSQL: %v\n%s", err, out)
+	}
+	// migrate, as the schema owner, on an unreachable PostgreSQL.
+	var stdout, stderr syncBuffer
+	env := map[string]string{"TENANTGATE_DATA_DIR": t.TempDir(), "TENANTGATE_DATABASE_URL": "postgres://app:PASSWORD@" + dead + "/tg",
+		"TENANTGATE_MIGRATION_DATABASE_URL": "postgresql://owner:PASSWORD@" + dead + "/tg?sslmode=disable"}
+	err = run(context.Background(), []string{"migrate"}, func(k string) string { return env[k] }, strings.NewReader(""), &stdout, &stderr)
+	if err == nil || strings.Contains(err.Error()+stdout.String()+stderr.String(), "PASSWORD") {
+		t.Errorf("migrate on an unreachable PostgreSQL: %v\n%s%s", err, stdout.String(), stderr.String())
 	}
 }
