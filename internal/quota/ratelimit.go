@@ -129,9 +129,6 @@ func (g *Guarded) WatchStore(a Availability) *Guarded {
 	return g
 }
 
-// FailOpen reports the failure policy.
-func (g *Guarded) FailOpen() bool { return g.failOpen }
-
 // NewGuarded wraps a limiter with a failure policy.
 func NewGuarded(inner RateLimiter, failOpen bool, log *slog.Logger) *Guarded {
 	if log == nil {
