@@ -11,9 +11,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/tenantgate/tenantgate/internal/actor"
 	"github.com/tenantgate/tenantgate/internal/billing"
@@ -34,8 +33,10 @@ var version = "dev"
 
 var errUsage = errors.New("usage")
 
+// exitCode: 2 for a usage or configuration error (nothing was done), 1 otherwise.
 func exitCode(err error) int {
-	if errors.Is(err, errUsage) {
+	var ce *configError
+	if errors.Is(err, errUsage) || errors.As(err, &ce) {
 		return 2
 	}
 	return 1
@@ -61,10 +62,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		fmt.Fprint(stderr, usage)
 		return errUsage
 	}
-	cfg, err := loadConfig(getenv)
-	if err != nil {
-		return err
-	}
+	// Commands validate the whole configuration (environment and flags) after
+	// parsing their flags and before anything else; help and version need none.
+	cfg := loadConfig(getenv)
 	switch args[0] {
 	case "serve":
 		return serve(ctx, cfg, args[1:], stdout, stderr)
@@ -79,9 +79,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return nil
 	case "help", "-h", "--help":
 		if len(args) > 1 && args[1] == "env" {
-			for _, e := range envDoc {
-				fmt.Fprintf(stdout, "  %-40s %s\n", e[0], e[1])
-			}
+			fmt.Fprint(stdout, envHelp())
 			return nil
 		}
 		fmt.Fprint(stdout, usage)
@@ -119,7 +117,7 @@ func parse(fs *flag.FlagSet, args []string) (bool, error) {
 
 func newLogger(cfg config, w io.Writer) *slog.Logger {
 	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated: debug, info, warn or error
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.LogFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
@@ -164,15 +162,22 @@ func openMigrated(ctx context.Context, cfg config, log *slog.Logger) (*store.Sto
 	return s, nil
 }
 
-func masterBox(cfg config, log *slog.Logger) (*secret.Box, error) {
-	var key []byte
-	var err error
-	if cfg.MasterKey != "" {
-		key, err = secret.ParseKey(cfg.MasterKey)
+// masterBox opens the box under the validated master key. Without one (no
+// TENANTGATE_MASTER_KEY and no DATA_DIR/master.key) it generates
+// DATA_DIR/master.key, but only for a database that holds no sealed secrets
+// yet: a key made up for a database sealed under another one could open
+// nothing, and would only leave a useless file behind.
+func masterBox(ctx context.Context, cfg config, s *store.Store, log *slog.Logger) (*secret.Box, error) {
+	key := cfg.masterKey
+	if key == nil {
+		sealed, err := identity.HasSigningKeys(ctx, s)
 		if err != nil {
-			return nil, fmt.Errorf("TENANTGATE_MASTER_KEY: %w", err)
+			return nil, err
 		}
-	} else {
+		if sealed {
+			return nil, fmt.Errorf("the database %s holds secrets sealed under a master key this server does not have: set TENANTGATE_MASTER_KEY to the key the other server processes use (or put their master.key in %s)",
+				s.Where(), cfg.DataDir)
+		}
 		var created bool
 		key, created, err = secret.LoadOrCreateKeyFile(cfg.masterKeyPath())
 		if err != nil {
@@ -208,20 +213,36 @@ type services struct {
 }
 
 func buildServices(ctx context.Context, cfg config, s *store.Store, log *slog.Logger, publicURL string) (*services, error) {
-	box, err := masterBox(cfg, log)
+	box, err := masterBox(ctx, cfg, s, log)
 	if err != nil {
 		return nil, err
 	}
 	var shared kv.Store = kv.NewMemory()
 	var limiter quota.RateLimiter = quota.NewMemoryLimiter()
+	var breaker *kv.Breaker
 	closeFn := func() {}
 	if cfg.RedisURL != "" {
-		opts, err := redis.ParseURL(cfg.RedisURL)
+		// One client for every Redis use: short timeouts, no retries, a
+		// circuit breaker, and go-redis's log lines in our log.
+		rdb, b, closeRedis, err := kv.NewRedisClient(kv.RedisConfig{URL: cfg.RedisURL, Timeout: cfg.RedisTimeout, Log: log})
 		if err != nil {
-			return nil, fmt.Errorf("TENANTGATE_REDIS_URL: %w", err)
+			return nil, fmt.Errorf("TENANTGATE_REDIS_URL %s: %s", secret.RedactURL(cfg.RedisURL), scrub(err, cfg.RedisURL))
 		}
-		rdb := redis.NewClient(opts)
-		shared, limiter, closeFn = kv.NewRedis(rdb, "tenantgate:"), quota.NewRedisLimiter(rdb), func() { rdb.Close() }
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			// Known down before the first request pays for finding out.
+			b.Trip(fmt.Errorf("start-up check: %w", err))
+			policy := "failing closed: rate-limited requests and tenant logins are refused (503) until it answers"
+			if cfg.RateLimitFailOpen {
+				policy = "failing open: rate limits are not enforced and login lockouts are counted by each process alone until it answers"
+			}
+			log.Warn("Redis does not answer at start-up; "+policy, "redis", secret.RedactURL(cfg.RedisURL))
+		}
+		redisKV := kv.NewRedis(rdb, "tenantgate:")
+		shared = redisKV
+		if cfg.RateLimitFailOpen {
+			shared = kv.Fallback{Primary: redisKV, Local: kv.NewMemory()}
+		}
+		limiter, breaker, closeFn = quota.NewRedisLimiter(rdb), b, closeRedis
 	}
 	keys, err := identity.LoadKeys(ctx, s, box)
 	if err != nil {
@@ -243,6 +264,9 @@ func buildServices(ctx context.Context, cfg config, s *store.Store, log *slog.Lo
 	tenants := tenant.New(s, tcfg, log)
 	fed := oidc.New(s, ident, tenants, box, publicURL, cfg.OIDC)
 	guarded := quota.NewGuarded(limiter, cfg.RateLimitFailOpen, log)
+	if breaker != nil {
+		guarded.WatchStore(breaker)
+	}
 	bill := billing.New(s, billing.Options{Log: log, WebhookSecret: cfg.PaymentWebhookSecret})
 	gw := gateway.New(s, gateway.Options{Box: box, Log: log, Billing: bill, Meter: quotas, Limiter: guarded, PlanExists: quotas.PlanExists,
 		MaxAttempts: cfg.GatewayMaxAttempts, HealthFailures: cfg.GatewayDisableAfter[0], HealthWindow: cfg.GatewayDisableAfter[1],
@@ -258,7 +282,17 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 	if help, err := parse(fs, args); help || err != nil {
 		return err
 	}
+	// Validate, then take the port (so a busy port changes nothing), then
+	// open the database, then migrate.
+	if err := cfg.validate(); err != nil {
+		return err
+	}
 	log := newLogger(cfg, stderr)
+	ln, err := listen(cfg.Addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
 	s, err := openMigrated(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -268,10 +302,6 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 		return fmt.Errorf("check the database role: %w", err)
 	} else if bypass {
 		log.Warn("the database role escapes row-level security (superuser, BYPASSRLS or table owner): only the application filter isolates tenants; connect as a role that owns nothing", "role", role)
-	}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w (is another server using the port? set --addr or TENANTGATE_ADDR)", cfg.Addr, err)
 	}
 	addr := ln.Addr().(*net.TCPAddr)
 	publicURL := cfg.PublicURL
@@ -284,7 +314,6 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 	}
 	svc, err := buildServices(ctx, cfg, s, log, publicURL)
 	if err != nil {
-		ln.Close()
 		return err
 	}
 	if cfg.BootstrapEmail != "" {
@@ -294,7 +323,6 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 			log.Info("created the bootstrap operator", "email", cfg.BootstrapEmail)
 		case errors.Is(err, identity.ErrOperatorExists):
 		default:
-			ln.Close()
 			return fmt.Errorf("bootstrap operator: %w", err)
 		}
 	}
@@ -305,12 +333,14 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 	if err := svc.gateway.Reload(actor.With(ctx, actor.System("gateway"))); err != nil {
 		log.Warn("the AI gateway will answer 503 until its channels load", "err", err)
 	}
-	deps := map[string]web.Pinger{}
+	// Redis has a fallback (the failure policy), so it degrades health
+	// rather than failing it.
+	degradable := map[string]web.Pinger{}
 	if cfg.RedisURL != "" {
-		deps["redis"] = svc.kv
+		degradable["redis"] = svc.kv
 	}
 	handler := web.NewServer(web.Deps{Log: log, Store: s, Tenants: svc.tenants, Identity: svc.identity, RBAC: svc.rbac, OIDC: svc.oidc, Quota: svc.quota, Limiter: svc.limiter, Counters: svc.kv, AuthRatePerMinute: cfg.AuthRatePerMinute,
-		BaseDomain: cfg.BaseDomain, PublicURL: publicURL, Version: version, StartedAt: time.Now(), Dependencies: deps,
+		BaseDomain: cfg.BaseDomain, PublicURL: publicURL, Version: version, StartedAt: time.Now(), Degradable: degradable,
 		ServiceTokens: cfg.ServiceTokens, Gateway: svc.gateway, Billing: svc.billing})
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
 		WriteTimeout: 120 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
@@ -362,6 +392,22 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 	return nil
 }
 
+// listen takes the address, telling a busy port from a refused one.
+func listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	switch {
+	case err == nil:
+		return ln, nil
+	case errors.Is(err, syscall.EADDRINUSE):
+		return nil, fmt.Errorf("listen on %s: the port is already in use (another server?); set --addr or TENANTGATE_ADDR", addr)
+	case errors.Is(err, syscall.EACCES):
+		return nil, fmt.Errorf("listen on %s: permission denied (ports below 1024 need privileges); set --addr or TENANTGATE_ADDR: %w", addr, err)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return nil, fmt.Errorf("listen on %s: no network interface has this address; set --addr or TENANTGATE_ADDR", addr)
+	}
+	return nil, fmt.Errorf("listen on %s: %w", addr, err)
+}
+
 func migrate(ctx context.Context, cfg config, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("migrate", "Apply pending database migrations (as the schema owner), and on PostgreSQL grant the server's role what it needs.", stderr)
 	cfg.storageFlags(fs)
@@ -369,6 +415,9 @@ func migrate(ctx context.Context, cfg config, args []string, stdout, stderr io.W
 	fs.StringVar(&cfg.MigrationURL, "migration-url", cfg.MigrationURL, "postgres://… of the schema owner (TENANTGATE_MIGRATION_DATABASE_URL; default: --database-url)")
 	status := fs.Bool("status", false, "only print the current and latest version")
 	if help, err := parse(fs, args); help || err != nil {
+		return err
+	}
+	if err := cfg.validate(); err != nil {
 		return err
 	}
 	log := newLogger(cfg, stderr)
@@ -462,6 +511,9 @@ func operatorCmd(ctx context.Context, cfg config, args []string, stdout, stderr 
 
 // withServices opens the (migrated) store and the services for a CLI command.
 func withServices(ctx context.Context, cfg config, stderr io.Writer, fn func(*services) error) error {
+	if err := cfg.validate(); err != nil {
+		return err
+	}
 	log := newLogger(cfg, stderr)
 	s, err := openMigrated(ctx, cfg, log)
 	if err != nil {

@@ -215,7 +215,10 @@ func (s *Service) checkLockout(ctx context.Context, acctKey string) error {
 	for _, k := range keys {
 		ttl, err := s.kv.TTL(ctx, k)
 		if err != nil {
-			return errs.E(errs.KindUnavailable, errs.CodeServiceUnavailable, "login protection is unavailable; try again shortly")
+			// Only with the fail-closed policy: fail-open gives this service a
+			// store that falls back to memory (kv.Fallback), so this never fails.
+			return &errs.Error{Kind: errs.KindUnavailable, Code: errs.CodeServiceUnavailable, RetryAfter: 1, Err: err,
+				Msg: "login protection is unavailable (its shared store does not answer) and this server refuses logins meanwhile; try again shortly"}
 		}
 		if ttl > 0 {
 			secs := int((ttl + time.Second - 1) / time.Second)

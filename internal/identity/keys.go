@@ -160,3 +160,19 @@ func (k *Keys) SignJWT(typ string, claims map[string]any) (string, error) {
 	}
 	return string(raw), nil
 }
+
+// HasSigningKeys reports whether the database holds signing keys, that is,
+// secrets sealed under some master key. A database not migrated yet holds none.
+func HasSigningKeys(ctx context.Context, s *store.Store) (bool, error) {
+	var n int64
+	err := s.Tx(ctx, func(tx *gorm.DB) error {
+		if !tx.Migrator().HasTable("signing_keys") {
+			return nil
+		}
+		return tx.Model(&signingKey{}).Count(&n).Error
+	})
+	if err != nil {
+		return false, fmt.Errorf("look for sealed secrets: %w", err)
+	}
+	return n > 0, nil
+}

@@ -119,6 +119,19 @@ type Guarded struct {
 	failOpen bool
 	log      *slog.Logger
 	down     atomic.Bool
+	store    Availability
+}
+
+// Availability tells whether the limiter's store is down: the Redis client's
+// circuit breaker (kv.Breaker), which knows before the first limited request.
+type Availability interface{ Down() bool }
+
+// WatchStore makes Status follow the store's availability rather than the
+// outcome of the last limited request, so /api/health tells a Redis that is
+// down at start-up at once.
+func (g *Guarded) WatchStore(a Availability) *Guarded {
+	g.store = a
+	return g
 }
 
 // NewGuarded wraps a limiter with a failure policy.
@@ -149,9 +162,10 @@ func (g *Guarded) AllowTokens(ctx context.Context, key string, perMinute, n int)
 }
 
 // AllowN implements RateLimiter with the failure policy.
+// Commands are bounded by the store's client (kv.NewRedisClient: a short
+// timeout and a circuit breaker), so a dead or hung Redis costs no more than
+// that timeout, and nothing while the breaker is open.
 func (g *Guarded) AllowN(ctx context.Context, key string, perMinute, n int) (Decision, error) {
-	ctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
-	defer cancel()
 	d, err := g.inner.AllowN(ctx, key, perMinute, n)
 	if err != nil {
 		if !g.down.Swap(true) {
@@ -170,8 +184,12 @@ func (g *Guarded) AllowN(ctx context.Context, key string, perMinute, n int) (Dec
 
 // Status reports the limiter for /api/health.
 func (g *Guarded) Status() string {
+	down := g.down.Load()
+	if g.store != nil {
+		down = g.store.Down()
+	}
 	switch {
-	case !g.down.Load():
+	case !down:
 		return "healthy"
 	case g.failOpen:
 		return "unavailable (failing open: requests are not limited)"

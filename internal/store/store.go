@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,6 +24,7 @@ import (
 	"gorm.io/gorm/logger"
 
 	"github.com/tenantgate/tenantgate/internal/errs"
+	"github.com/tenantgate/tenantgate/internal/secret"
 )
 
 // Dialect is the database flavour.
@@ -38,8 +38,8 @@ const (
 
 // Config says where the database is.
 type Config struct {
-	// URL is postgres://… for PostgreSQL, or sqlite:PATH / a file path for
-	// SQLite. Empty means SQLite at DataDir/tenantgate.db.
+	// URL selects the database; see ParseURL (other schemes are refused).
+	// Empty means SQLite at DataDir/tenantgate.db.
 	URL     string
 	DataDir string
 	// PlatformURL (PostgreSQL) connects platform-scope work (operators,
@@ -63,12 +63,53 @@ type Store struct {
 	avail   availability
 }
 
-// DialectOf tells the dialect a database URL selects.
-func DialectOf(u string) Dialect {
-	if strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://") {
-		return Postgres
+// ParseURL tells which database a URL selects, and for SQLite the file:
+//
+//   - ""                                  SQLite at DATA_DIR/tenantgate.db
+//   - postgres://… or postgresql://…      PostgreSQL
+//   - sqlite:PATH or sqlite://PATH        SQLite at PATH
+//   - a plain path (no scheme), e.g. ./tg.db or /var/lib/tg.db: SQLite at
+//     that path (relative to the working directory, as with sqlite:PATH)
+//
+// Anything else is refused: an unknown scheme (postgress://, mysql://) or a
+// key=value connection string must never turn into a SQLite file named after
+// it. Errors show the URL only through secret.RedactURL.
+func ParseURL(raw string) (Dialect, string, error) {
+	switch {
+	case raw == "":
+		return SQLite, "", nil
+	case strings.HasPrefix(raw, "postgres://"), strings.HasPrefix(raw, "postgresql://"):
+		return Postgres, "", nil
+	case strings.HasPrefix(raw, "sqlite:"):
+		path := strings.TrimPrefix(strings.TrimPrefix(raw, "sqlite://"), "sqlite:")
+		if path == "" {
+			return "", "", errors.New("sqlite: needs a file path, e.g. sqlite:data/tenantgate.db")
+		}
+		return SQLite, path, nil
 	}
-	return SQLite
+	if scheme, ok := schemeOf(raw); ok {
+		return "", "", fmt.Errorf("%s: unknown database scheme %q: use postgres://… (or postgresql://…) for PostgreSQL, or sqlite:PATH or a file path for SQLite",
+			secret.RedactURL(raw), scheme)
+	}
+	if strings.ContainsAny(raw, "= \t") {
+		return "", "", errors.New("a key=value connection string is not supported: use a postgres://… URL")
+	}
+	return SQLite, raw, nil
+}
+
+// schemeOf returns a URL scheme at the start of raw ("mysql" in
+// mysql://…, "file" in file:x.db). A single letter is a Windows drive, not a scheme.
+func schemeOf(raw string) (string, bool) {
+	i := strings.IndexByte(raw, ':')
+	if i < 2 {
+		return "", false
+	}
+	for j, r := range raw[:i] {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || j > 0 && (r >= '0' && r <= '9' || r == '+' || r == '-' || r == '.')) {
+			return "", false
+		}
+	}
+	return raw[:i], true
 }
 
 // Open connects and configures the pool. It does not migrate.
@@ -82,14 +123,17 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return &gorm.Config{Logger: logger.Discard, SkipDefaultTransaction: true, NowFunc: func() time.Time { return time.Now().UTC() }}
 	}
 	gcfg := newConfig()
-	s := &Store{dialect: DialectOf(cfg.URL), log: log}
+	dialect, path, err := ParseURL(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("the database URL %w", err)
+	}
+	s := &Store{dialect: dialect, log: log}
 	var dial gorm.Dialector
 	switch s.dialect {
 	case Postgres:
 		dial = postgres.New(postgres.Config{DSN: cfg.URL})
-		s.where = redactURL(cfg.URL)
+		s.where = secret.RedactURL(cfg.URL)
 	default:
-		path := strings.TrimPrefix(strings.TrimPrefix(cfg.URL, "sqlite://"), "sqlite:")
 		if path == "" {
 			dir := cfg.DataDir
 			if dir == "" {
@@ -97,8 +141,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			}
 			path = filepath.Join(dir, "tenantgate.db")
 		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, fmt.Errorf("create the data directory for %s: %w", path, err)
+		if err := WritableDir(filepath.Dir(path)); err != nil {
+			return nil, fmt.Errorf("the SQLite database %s: %w", path, err)
 		}
 		// WAL lets readers run beside the writer; IMMEDIATE transactions take the
 		// write lock up front so read-then-write transactions never deadlock.
@@ -141,7 +185,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		if err != nil {
 			_ = sqlDB.Close()
-			return nil, fmt.Errorf("open the platform connection %s: %w", redactURL(cfg.PlatformURL), err)
+			return nil, fmt.Errorf("open the platform connection %s: %w", secret.RedactURL(cfg.PlatformURL), err)
 		}
 		psql, err := pdb.DB()
 		if err != nil {
@@ -152,7 +196,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		if err := psql.PingContext(pingCtx); err != nil {
 			_ = sqlDB.Close()
 			_ = psql.Close()
-			return nil, fmt.Errorf("connect to the platform database %s: %w", redactURL(cfg.PlatformURL), err)
+			return nil, fmt.Errorf("connect to the platform database %s: %w", secret.RedactURL(cfg.PlatformURL), err)
 		}
 		s.plat, s.platSQL = pdb, psql
 	}
@@ -240,15 +284,20 @@ func IsUniqueViolation(err error) bool {
 // IsNotFound reports whether err is GORM's record-not-found.
 func IsNotFound(err error) bool { return errors.Is(err, gorm.ErrRecordNotFound) }
 
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
+// WritableDir makes sure dir exists (creating it, 0700) and that files can
+// be created in it, so an unwritable data directory is reported as such
+// rather than as SQLite's "out of memory (14)".
+func WritableDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("cannot create the data directory %s: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, ".write-check-*")
 	if err != nil {
-		return "postgres (unparseable URL)"
+		return fmt.Errorf("the data directory %s is not writable: %w", dir, err)
 	}
-	if u.User != nil {
-		u.User = url.User(u.User.Username())
-	}
-	return u.String()
+	name := f.Name()
+	_ = f.Close()
+	return os.Remove(name)
 }
 
 // LockTenantTx serialises changes that must see a consistent view of a

@@ -62,6 +62,17 @@ func (s *server) health(w http.ResponseWriter, r *http.Request) error {
 	for name, p := range s.Dependencies {
 		check(name, p)
 	}
+	for name, p := range s.Degradable {
+		if err := p.Ping(ctx); err != nil {
+			deps[name] = "unavailable"
+			if status == "healthy" {
+				status = "degraded"
+			}
+			s.log.Debug("health check: a dependency with a fallback is down", "dependency", name, "err", err)
+			continue
+		}
+		deps[name] = "healthy"
+	}
 	if g, ok := s.Limiter.(*quota.Guarded); ok {
 		deps["rateLimiter"] = g.Status()
 		if deps["rateLimiter"] != "healthy" && status == "healthy" {

@@ -44,10 +44,13 @@ type Deps struct {
 	PublicURL         string            // where clients reach the server; the token issuer
 	Version           string
 	StartedAt         time.Time
-	Dependencies      map[string]Pinger // extra health dependencies (redis, ...)
-	ServiceTokens     []ServiceToken    // credentials of the service API (/internal/*)
-	Gateway           *gateway.Service  // the AI gateway (/v1/*, channels, request log)
-	Billing           *billing.Service  // balances, ledger, prices, codes (nil: the billing routes answer 503)
+	Dependencies      map[string]Pinger // extra health dependencies: down makes /api/health 503 unhealthy
+	// Degradable dependencies (Redis) have a fallback: down, /api/health
+	// answers 200 "degraded" and names them "unavailable".
+	Degradable    map[string]Pinger
+	ServiceTokens []ServiceToken   // credentials of the service API (/internal/*)
+	Gateway       *gateway.Service // the AI gateway (/v1/*, channels, request log)
+	Billing       *billing.Service // balances, ledger, prices, codes (nil: the billing routes answer 503)
 }
 
 type server struct {

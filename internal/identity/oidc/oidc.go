@@ -316,7 +316,7 @@ func (s *Service) Complete(ctx context.Context, cookie, state, code string) (*id
 			a.SourceIP, a.UserAgent, a.RequestID = prev.SourceIP, prev.UserAgent, prev.RequestID
 		}
 		return audit.Record(actor.With(tctx, a), tx, audit.Entry{EventType: "auth.login", Resource: "session", ResourceID: user.ID,
-			Action: "login", Metadata: map[string]any{"method": "oidc", "issuer": st.issuer}})
+			Action: "login", Metadata: map[string]any{"method": "oidc", "issuer": secret.RedactURL(st.issuer)}})
 	})
 	if err != nil {
 		return nil, nil, errs.Wrap(err, "complete the sign-in")
@@ -451,7 +451,7 @@ func (s *Service) mapIdentity(ctx context.Context, tx *gorm.DB, t *tenant.Tenant
 		return nil, err
 	}
 	return u, audit.Record(ctx, tx, audit.Entry{EventType: "user.identity_linked", Resource: "user", ResourceID: u.ID, Action: "link",
-		Metadata: map[string]any{"issuer": st.issuer, "subject": subject}})
+		Metadata: map[string]any{"issuer": secret.RedactURL(st.issuer), "subject": subject}})
 }
 
 // IsIssuer reports whether a JWT's (unverified) issuer is a provider this
