@@ -240,6 +240,7 @@ func buildServices(ctx context.Context, cfg config, s *store.Store, log *slog.Lo
 	ident := identity.New(s, signer, identity.Options{Password: passwordParams(cfg), Box: box, KV: shared, Quota: quotas,
 		UserChanged: func(tenantID string) { engine.Invalidate(tenantID) }})
 	engine = rbac.NewEngine(s, ident, quotas)
+	ident.UseRanks(engine) // rank rules read assigned and inherited roles too
 	tenants := tenant.New(s, tcfg, log)
 	fed := oidc.New(s, ident, tenants, box, publicURL, cfg.OIDC)
 	guarded := quota.NewGuarded(limiter, cfg.RateLimitFailOpen, log)

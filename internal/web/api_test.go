@@ -73,6 +73,7 @@ func newAPIWithPlatformIdP(t testing.TB, d store.Dialect, platform *oidc.Platfor
 	a.ident = identity.New(s, signer, identity.Options{Password: identity.FastPasswordParams, Box: box, Quota: q,
 		UserChanged: func(tenantID string) { a.rbac.Invalidate(tenantID) }})
 	a.rbac = rbac.NewEngine(s, a.ident, q)
+	a.ident.UseRanks(a.rbac)
 	var handler http.Handler
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 	t.Cleanup(srv.Close)
