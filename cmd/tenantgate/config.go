@@ -41,7 +41,7 @@ type config struct {
 	// The AI gateway.
 	GatewayMaxAttempts   int
 	GatewayDisableAfter  [2]int // failures of the last N requests that disable a channel
-	GatewayAllowPrivate  bool
+	AllowPrivateEgress   bool   // tenants' URLs (AI channels, identity providers) may reach internal addresses
 	PaymentWebhookSecret string
 }
 
@@ -68,7 +68,8 @@ var envDoc = [][2]string{
 	{"TENANTGATE_AUTH_RATE_PER_MINUTE", "sign-up, login and refresh requests a minute per client address (default 30; 0 for none)"},
 	{"TENANTGATE_GATEWAY_MAX_ATTEMPTS", "AI gateway: channels tried per request on retryable failures (default 3)"},
 	{"TENANTGATE_GATEWAY_DISABLE_AFTER", "AI gateway: disable a channel after F failures in its last N requests, as F/N (default 10/20)"},
-	{"TENANTGATE_GATEWAY_ALLOW_PRIVATE_UPSTREAMS", "AI gateway: let tenants' own channels reach private and loopback addresses (default false)"},
+	{"TENANTGATE_ALLOW_PRIVATE_EGRESS", "true lets URLs tenants configure (their AI channels, identity providers) reach loopback, private, link-local and other internal addresses (default false)"},
+	{"TENANTGATE_GATEWAY_ALLOW_PRIVATE_UPSTREAMS", "the former name of TENANTGATE_ALLOW_PRIVATE_EGRESS, still honoured (true for either turns it on)"},
 	{"TENANTGATE_PAYMENT_WEBHOOK_SECRET", "HMAC secret of the signed payment webhook (POST /api/v1/billing/webhooks/payment); unset: off"},
 	{"TENANTGATE_OIDC_ISSUER", "platform-wide OpenID Connect provider (Zitadel style), e.g. https://acme.zitadel.cloud"},
 	{"TENANTGATE_OIDC_CLIENT_ID", "… its client id"},
@@ -152,7 +153,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 		c.GatewayDisableAfter = [2]int{f, n}
 	}
-	c.GatewayAllowPrivate = getenv("TENANTGATE_GATEWAY_ALLOW_PRIVATE_UPSTREAMS") == "true"
+	c.AllowPrivateEgress = getenv("TENANTGATE_ALLOW_PRIVATE_EGRESS") == "true" || getenv("TENANTGATE_GATEWAY_ALLOW_PRIVATE_UPSTREAMS") == "true"
 	c.PaymentWebhookSecret = getenv("TENANTGATE_PAYMENT_WEBHOOK_SECRET")
 	if iss := getenv("TENANTGATE_OIDC_ISSUER"); iss != "" {
 		c.OIDC = &oidc.Platform{Issuer: strings.TrimSuffix(iss, "/"), ClientID: getenv("TENANTGATE_OIDC_CLIENT_ID"),
