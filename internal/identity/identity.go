@@ -15,6 +15,7 @@ import (
 	"github.com/tenantgate/tenantgate/internal/audit"
 	"github.com/tenantgate/tenantgate/internal/errs"
 	"github.com/tenantgate/tenantgate/internal/kv"
+	"github.com/tenantgate/tenantgate/internal/rbac"
 	"github.com/tenantgate/tenantgate/internal/secret"
 	"github.com/tenantgate/tenantgate/internal/store"
 )
@@ -55,7 +56,7 @@ type noRanks struct{}
 
 func (noRanks) ActingRankTx(ctx context.Context, _ *gorm.DB) (int, error) {
 	if a := actor.From(ctx); a == nil || a.Type != actor.TypeUser {
-		return 1 << 30, nil
+		return rbac.Unbounded, nil
 	}
 	return 0, errs.Internal(fmt.Errorf("identity: rank rules are not wired (UseRanks)"), "check your rank")
 }
