@@ -162,6 +162,13 @@ func TestRankRulesReadEverySourceOfRoles(t *testing.T) {
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("rank matrix (-want +got):\n%s", diff)
 		}
+		// Granting follows the same ranks: the user manager holds user:update,
+		// but a role giving it ranks as admin, above the manager.
+		updater := a.want(a.do("POST", "/api/v1/roles", f.x.OwnerToken, map[string]any{"name": "updater",
+			"permissions": []map[string]any{{"permission": "user:update"}}}, nil), 201, "").str("id")
+		plain := f.user("user")
+		a.want(a.do("POST", "/api/v1/users/"+plain+"/roles", f.mgrTok, map[string]any{"roleId": updater}, nil), 403, "PERMISSION_DENIED")
+		a.want(a.do("POST", "/api/v1/users/"+plain+"/roles", f.adminTok, map[string]any{"roleId": updater}, nil), 201, "")
 	})
 }
 
