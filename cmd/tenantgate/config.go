@@ -54,7 +54,7 @@ type config struct {
 	// The AI gateway.
 	GatewayMaxAttempts   int
 	GatewayDisableAfter  [2]int // failures of the last N requests that disable a channel
-	GatewayAllowPrivate  bool
+	AllowPrivateEgress   bool   // tenants' URLs (AI channels, identity providers) may reach internal addresses
 	PaymentWebhookSecret string
 
 	// Filled by validate.
@@ -99,7 +99,8 @@ var envDoc = []envVar{
 	{Name: "TENANTGATE_AUTH_RATE_PER_MINUTE", Kind: "int", Min: 0, Max: 1_000_000, Doc: "sign-up, login and refresh requests a minute per client address (default 30; 0 for none)"},
 	{Name: "TENANTGATE_GATEWAY_MAX_ATTEMPTS", Kind: "int", Min: 1, Max: 10, Doc: "AI gateway: channels tried per request on retryable failures (default 3)"},
 	{Name: "TENANTGATE_GATEWAY_DISABLE_AFTER", Doc: "AI gateway: disable a channel after F failures in its last N requests, as F/N with 1 <= F <= N <= 1000 (default 10/20)"},
-	{Name: "TENANTGATE_GATEWAY_ALLOW_PRIVATE_UPSTREAMS", Kind: "bool", Doc: "AI gateway: let tenants' own channels reach private and loopback addresses (default false)"},
+	{Name: "TENANTGATE_ALLOW_PRIVATE_EGRESS", Kind: "bool", Doc: "let URLs tenants configure (their AI channels, identity providers) reach loopback, private, link-local and other internal addresses (default false)"},
+	{Name: "TENANTGATE_GATEWAY_ALLOW_PRIVATE_UPSTREAMS", Kind: "bool", Doc: "the former name of TENANTGATE_ALLOW_PRIVATE_EGRESS, still honoured (true for either turns it on)"},
 	{Name: "TENANTGATE_PAYMENT_WEBHOOK_SECRET", Doc: "HMAC secret of the signed payment webhook (POST /api/v1/billing/webhooks/payment); unset: off"},
 	{Name: "TENANTGATE_OIDC_ISSUER", Doc: "platform-wide OpenID Connect provider (Zitadel style), an http(s) URL, e.g. https://acme.zitadel.cloud"},
 	{Name: "TENANTGATE_OIDC_CLIENT_ID", Doc: "… its client id"},
@@ -267,7 +268,6 @@ func loadConfig(getenv func(string) string) config {
 	c.AuthRatePerMinute = r.integer("TENANTGATE_AUTH_RATE_PER_MINUTE", 30)
 	c.GatewayMaxAttempts = r.integer("TENANTGATE_GATEWAY_MAX_ATTEMPTS", 3)
 	c.RateLimitFailOpen = r.boolean("TENANTGATE_RATE_LIMIT_FAIL_OPEN", true)
-	c.GatewayAllowPrivate = r.boolean("TENANTGATE_GATEWAY_ALLOW_PRIVATE_UPSTREAMS", false)
 	if (c.BootstrapEmail == "") != (c.BootstrapPass == "") {
 		r.bad("set both TENANTGATE_BOOTSTRAP_OPERATOR_EMAIL and TENANTGATE_BOOTSTRAP_OPERATOR_PASSWORD, or neither")
 	}
@@ -290,6 +290,8 @@ func loadConfig(getenv func(string) string) config {
 			c.GatewayDisableAfter = [2]int{f, n}
 		}
 	}
+	newName, oldName := r.boolean("TENANTGATE_ALLOW_PRIVATE_EGRESS", false), r.boolean("TENANTGATE_GATEWAY_ALLOW_PRIVATE_UPSTREAMS", false)
+	c.AllowPrivateEgress = newName || oldName // both are checked, and either turns it on
 	c.PaymentWebhookSecret = getenv("TENANTGATE_PAYMENT_WEBHOOK_SECRET")
 	if c.PublicURL != "" {
 		if msg := checkHTTPURL(c.PublicURL); msg != "" {

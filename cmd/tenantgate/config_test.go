@@ -124,7 +124,7 @@ func TestGoodConfigValues(t *testing.T) {
 		FailOpen, AllowPriv  bool
 		RedisTimeoutMillisec int64
 	}
-	got := view{cfg.LogLevel, cfg.PublicURL, cfg.AutoMigrate, cfg.RateLimitFailOpen, cfg.GatewayAllowPrivate, cfg.RedisTimeout.Milliseconds()}
+	got := view{cfg.LogLevel, cfg.PublicURL, cfg.AutoMigrate, cfg.RateLimitFailOpen, cfg.AllowPrivateEgress, cfg.RedisTimeout.Milliseconds()}
 	want := view{"warn", "https://tg.example.com", "true", false, true, 50}
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("(-got +want):\n%s", diff)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tenantgate/tenantgate/internal/actor"
 	"github.com/tenantgate/tenantgate/internal/billing"
+	"github.com/tenantgate/tenantgate/internal/egress"
 	"github.com/tenantgate/tenantgate/internal/gateway"
 	"github.com/tenantgate/tenantgate/internal/identity"
 	"github.com/tenantgate/tenantgate/internal/identity/oidc"
@@ -261,8 +262,10 @@ func buildServices(ctx context.Context, cfg config, s *store.Store, log *slog.Lo
 	ident := identity.New(s, signer, identity.Options{Password: passwordParams(cfg), Box: box, KV: shared, Quota: quotas,
 		UserChanged: func(tenantID string) { engine.Invalidate(tenantID) }})
 	engine = rbac.NewEngine(s, ident, quotas)
+	ident.UseRanks(engine) // rank rules read assigned and inherited roles too
 	tenants := tenant.New(s, tcfg, log)
 	fed := oidc.New(s, ident, tenants, box, publicURL, cfg.OIDC)
+	fed.SetEgress(egress.Policy{AllowPrivate: cfg.AllowPrivateEgress}) // tenants' providers, like their channels
 	guarded := quota.NewGuarded(limiter, cfg.RateLimitFailOpen, log)
 	if breaker != nil {
 		guarded.WatchStore(breaker)
@@ -270,7 +273,7 @@ func buildServices(ctx context.Context, cfg config, s *store.Store, log *slog.Lo
 	bill := billing.New(s, billing.Options{Log: log, WebhookSecret: cfg.PaymentWebhookSecret})
 	gw := gateway.New(s, gateway.Options{Box: box, Log: log, Billing: bill, Meter: quotas, Limiter: guarded, PlanExists: quotas.PlanExists,
 		MaxAttempts: cfg.GatewayMaxAttempts, HealthFailures: cfg.GatewayDisableAfter[0], HealthWindow: cfg.GatewayDisableAfter[1],
-		AllowPrivateUpstreams: cfg.GatewayAllowPrivate})
+		AllowPrivateUpstreams: cfg.AllowPrivateEgress})
 	return &services{store: s, tenants: tenants, kv: shared, close: closeFn, identity: ident, rbac: engine, oidc: fed, quota: quotas,
 		limiter: guarded, billing: bill, gateway: gw}, nil
 }

@@ -10,21 +10,19 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"gorm.io/gorm"
 
 	"github.com/tenantgate/tenantgate/internal/actor"
 	"github.com/tenantgate/tenantgate/internal/billing"
+	"github.com/tenantgate/tenantgate/internal/egress"
 	"github.com/tenantgate/tenantgate/internal/gateway/anthropic"
 	"github.com/tenantgate/tenantgate/internal/gateway/gemini"
 	"github.com/tenantgate/tenantgate/internal/gateway/openai"
@@ -69,8 +67,9 @@ type Options struct {
 	ReloadEvery      time.Duration // how often channels and settings are re-read (default 10s)
 	DefaultMaxOutput int64         // output tokens reserved when a request sets no cap (default 4096)
 	// AllowPrivateUpstreams lets tenants' own channels reach loopback,
-	// private and link-local addresses. Off by default: a tenant must not be
-	// able to point the gateway at the operator's internal network.
+	// private and link-local addresses (the operator's egress switch). Off
+	// by default: a tenant must not be able to point the gateway at the
+	// operator's internal network.
 	AllowPrivateUpstreams bool
 	// FlushEvery is how long the usage writer waits for more finished calls
 	// when the last batch had several (default 1ms; a negative value never
@@ -355,77 +354,29 @@ func (g *Service) prepare(c *Channel) (*live, error) {
 		return nil, err
 	}
 	return &live{ch: *c, keys: keys, headers: headers, provider: g.providers[c.Provider],
-		client: g.client(c, !c.Platform() && !g.opts.AllowPrivateUpstreams)}, nil
+		client: g.client(c)}, nil
 }
 
-// client builds the channel's HTTP client: its proxy, its timeout before
-// the answer's headers, and, for tenants' channels, a dialer that refuses
-// internal addresses.
-func (g *Service) client(c *Channel, publicOnly bool) *http.Client {
+// client builds the channel's HTTP client through egress: its proxy, its
+// timeout before the answer's headers, no redirects, and, for tenants'
+// channels, connections only to public addresses unless the operator
+// allows private ones. Platform channels are the operator's: trusted.
+func (g *Service) client(c *Channel) *http.Client {
 	timeout := time.Duration(c.TimeoutMs) * time.Millisecond
 	if timeout <= 0 {
 		timeout = 60 * time.Second
 	}
-	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	if publicOnly {
-		d.Control = refusePrivate
+	policy := egress.Policy{AllowPrivate: g.opts.AllowPrivateUpstreams}
+	if c.Platform() {
+		policy = egress.Trusted
 	}
-	tr := &http.Transport{DialContext: d.DialContext, ForceAttemptHTTP2: true, MaxIdleConns: 256, MaxIdleConnsPerHost: 256,
-		IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: timeout,
-		ExpectContinueTimeout: time.Second}
+	o := egress.Options{ResponseHeaderTimeout: timeout, MaxIdleConnsPerHost: 256}
 	if c.ProxyURL != "" {
 		if u, err := url.Parse(c.ProxyURL); err == nil {
-			tr.Proxy = http.ProxyURL(u)
+			o.Proxy = u
 		}
 	}
-	return &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-}
-
-// errPrivateAddress is returned when a tenant's channel points at an
-// internal address.
-type errPrivateAddress struct{ addr string }
-
-func (e errPrivateAddress) Error() string {
-	return "the channel's address " + e.addr + " is internal (loopback, private or link-local); tenants' channels must use public addresses"
-}
-
-// internalNets are the ranges a tenant's channel may not reach, besides
-// what netip.Addr's own predicates cover: "this network", carrier-grade NAT,
-// IETF protocol assignments, benchmarking, reserved and broadcast IPv4, and
-// the IPv6 forms that embed an IPv4 address (NAT64, 6to4), which could lead
-// back to a private one.
-var internalNets = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"), netip.MustParsePrefix("100.64.0.0/10"), netip.MustParsePrefix("192.0.0.0/24"),
-	netip.MustParsePrefix("198.18.0.0/15"), netip.MustParsePrefix("240.0.0.0/4"),
-	netip.MustParsePrefix("64:ff9b::/96"), netip.MustParsePrefix("64:ff9b:1::/48"), netip.MustParsePrefix("2002::/16"),
-}
-
-func refusePrivate(_, address string, _ syscall.RawConn) error {
-	host, _, err := net.SplitHostPort(address)
-	if err != nil {
-		return err
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return errPrivateAddress{address}
-	}
-	if internalAddr(ip.Unmap()) {
-		return errPrivateAddress{address}
-	}
-	return nil
-}
-
-func internalAddr(ip netip.Addr) bool {
-	if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() ||
-		ip.IsMulticast() || ip.IsInterfaceLocalMulticast() {
-		return true
-	}
-	for _, p := range internalNets {
-		if p.Contains(ip) {
-			return true
-		}
-	}
-	return false
+	return policy.Client(o)
 }
 
 // candidate is one channel a request may try, with the model name upstream.

@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tenantgate/tenantgate/internal/billing"
+	"github.com/tenantgate/tenantgate/internal/egress"
 	"github.com/tenantgate/tenantgate/internal/errs"
 	"github.com/tenantgate/tenantgate/internal/gateway/wire"
 )
@@ -231,8 +232,7 @@ func (g *Service) attempt(w http.ResponseWriter, r *http.Request, cl *call, cand
 			g.writer.enqueue(l)
 			return true, errs.E(errs.KindInvalid, errs.CodeInvalidRequest, "the client went away")
 		}
-		var priv errPrivateAddress
-		if errors.As(err, &priv) {
+		if priv, ok := egress.IsInternalAddress(err); ok {
 			g.fail(lv, priv.Error(), true)
 			return false, errs.E(errs.KindUpstream, CodeUpstreamError, "%s", priv.Error())
 		}

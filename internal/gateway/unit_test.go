@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/tenantgate/tenantgate/internal/egress"
 	"github.com/tenantgate/tenantgate/internal/errs"
 	"github.com/tenantgate/tenantgate/internal/gateway/wire"
 	"github.com/tenantgate/tenantgate/internal/store"
@@ -47,16 +48,35 @@ func TestHealthWindow(t *testing.T) {
 	}
 }
 
-func TestRefusePrivate(t *testing.T) {
-	for addr, refused := range map[string]bool{
-		"127.0.0.1:80": true, "[::1]:443": true, "10.1.2.3:80": true, "192.168.0.1:80": true, "172.16.5.4:80": true,
-		"169.254.169.254:80": true, "100.64.0.1:80": true, "0.0.0.0:80": true, "[fe80::1]:80": true, "[fd00::1]:80": true,
-		"[::ffff:127.0.0.1]:80": true, "[64:ff9b::a00:1]:80": true, "[2002:7f00:1::]:80": true, "0.0.0.1:80": true,
-		"198.18.0.1:80": true, "255.255.255.255:80": true, "not-an-ip:80": true,
-		"8.8.8.8:443": false, "[2606:4700::1111]:443": false, "100.128.0.1:80": false,
+// TestTenantChannelsCannotReachInternalAddresses: a tenant's channel never
+// connects to a loopback upstream (which sees no request) unless the
+// operator allows private upstreams; a platform channel is trusted.
+func TestTenantChannelsCannotReachInternalAddresses(t *testing.T) {
+	var seen atomic.Int64
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen.Add(1) }))
+	defer up.Close()
+	for _, c := range []struct {
+		name         string
+		tenant       string
+		allowPrivate bool
+		refused      bool
+	}{
+		{"tenant channel", "01a1b2c3-0000-7000-8000-000000000001", false, true},
+		{"tenant channel, operator allows private upstreams", "01a1b2c3-0000-7000-8000-000000000001", true, false},
+		{"platform channel", store.PlatformTenantID, false, false},
 	} {
-		if err := refusePrivate("tcp", addr, nil); (err != nil) != refused {
-			t.Errorf("%s: refused=%v, want %v", addr, err != nil, refused)
+		g := New(nil, Options{AllowPrivateUpstreams: c.allowPrivate})
+		before := seen.Load()
+		res, err := g.client(&Channel{TenantID: c.tenant}).Get(up.URL)
+		if err == nil {
+			res.Body.Close()
+		}
+		_, internal := egress.IsInternalAddress(err)
+		if internal != c.refused || (!c.refused && err != nil) {
+			t.Errorf("%s: err = %v, want refused = %v", c.name, err, c.refused)
+		}
+		if got := seen.Load() - before; got != map[bool]int64{true: 0, false: 1}[c.refused] {
+			t.Errorf("%s: the upstream saw %d requests", c.name, got)
 		}
 	}
 }

@@ -267,7 +267,8 @@ func (s *Service) ListAPIKeys(ctx context.Context, all bool, userID string, revo
 	return items, next, nil
 }
 
-// RevokeAPIKey revokes a key: the caller's own, or any with all set.
+// RevokeAPIKey revokes a key: the caller's own, or with all set any key of
+// a user the caller may manage (the rank rules).
 func (s *Service) RevokeAPIKey(ctx context.Context, id string, all bool) error {
 	a := actor.From(ctx)
 	notFound := errs.NotFound(errs.CodeNotFound, "no API key with id %q", id)
@@ -284,6 +285,12 @@ func (s *Service) RevokeAPIKey(ctx context.Context, id string, all bool) error {
 		}
 		if !all && k.UserID != a.ID {
 			return notFound
+		}
+		if a == nil || a.Type != actor.TypeUser || k.UserID != a.ID {
+			// Another user's key: the rank rules apply as to any change to them.
+			if err := s.ranksOrFail().MayManageTx(ctx, tx, k.UserID); err != nil {
+				return err
+			}
 		}
 		now := s.now()
 		if err := tx.Model(&k).Update("revoked_at", now).Error; err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/tenantgate/tenantgate/internal/audit"
 	"github.com/tenantgate/tenantgate/internal/errs"
 	"github.com/tenantgate/tenantgate/internal/kv"
+	"github.com/tenantgate/tenantgate/internal/rbac"
 	"github.com/tenantgate/tenantgate/internal/secret"
 	"github.com/tenantgate/tenantgate/internal/store"
 )
@@ -34,6 +35,43 @@ type Service struct {
 	revoked   revocations
 	changed   func(tenantID string) // told when a user's roles or status change
 	quota     Reserver
+	ranks     Ranks
+}
+
+// Ranks applies the rank rules from every source of a user's roles (the
+// RBAC engine implements it; run.go wires it with UseRanks). Both methods
+// work in the caller's transaction.
+type Ranks interface {
+	// ActingRankTx is the rank the caller in ctx acts with.
+	ActingRankTx(ctx context.Context, tx *gorm.DB) (int, error)
+	// MayManageTx refuses when the user ranks above the caller in ctx.
+	MayManageTx(ctx context.Context, tx *gorm.DB, userID string) error
+}
+
+// UseRanks wires the rank rules; call it once, before the service is used.
+func (s *Service) UseRanks(r Ranks) { s.ranks = r }
+
+// noRanks refuses every change a rank rule guards: without the RBAC engine
+// a user's assigned roles are unknown, so no rank can be trusted.
+type noRanks struct{}
+
+func (noRanks) ActingRankTx(ctx context.Context, _ *gorm.DB) (int, error) {
+	if a := actor.From(ctx); a == nil || a.Type != actor.TypeUser {
+		return rbac.Unbounded, nil
+	}
+	return 0, errs.Internal(fmt.Errorf("identity: rank rules are not wired (UseRanks)"), "check your rank")
+}
+
+func (n noRanks) MayManageTx(ctx context.Context, tx *gorm.DB, _ string) error {
+	_, err := n.ActingRankTx(ctx, tx)
+	return err
+}
+
+func (s *Service) ranksOrFail() Ranks {
+	if s.ranks == nil {
+		return noRanks{}
+	}
+	return s.ranks
 }
 
 // Reserver checks, inside a creating transaction, that one more of a
@@ -275,10 +313,23 @@ func (s *Service) PermanentRoles(ctx context.Context, userID string) ([]string, 
 	if !store.ValidID(userID) {
 		return nil, false, nil
 	}
-	var u User
+	var roles []string
+	var active bool
 	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
-		return tx.Select("id", "roles", "status").Where("id = ?", userID).Take(&u).Error
+		var err error
+		roles, active, err = s.PermanentRolesTx(tx, userID)
+		return err
 	})
+	return roles, active, err
+}
+
+// PermanentRolesTx is PermanentRoles in tx (an unknown user has none).
+func (s *Service) PermanentRolesTx(tx *gorm.DB, userID string) ([]string, bool, error) {
+	if !store.ValidID(userID) {
+		return nil, false, nil
+	}
+	var u User
+	err := tx.Select("id", "roles", "status").Where("id = ?", userID).Take(&u).Error
 	if store.IsNotFound(err) {
 		return nil, false, nil
 	}

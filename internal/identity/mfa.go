@@ -212,14 +212,17 @@ func (s *Service) DisableTOTP(ctx context.Context, userID, password, code string
 		if err != nil {
 			return err
 		}
-		if u.TOTPEnabledAt == nil && u.TOTPPendingSecret == nil {
-			return errs.Conflict("MFA_NOT_ENABLED", "two-factor authentication is not on for this user")
-		}
 		if admin {
+			// The rank rules first: a caller who may not manage the user
+			// learns nothing about their second factor.
 			if err := s.mayManage(ctx, tx, u, false); err != nil {
 				return err
 			}
-		} else {
+		}
+		if u.TOTPEnabledAt == nil && u.TOTPPendingSecret == nil {
+			return errs.Conflict("MFA_NOT_ENABLED", "two-factor authentication is not on for this user")
+		}
+		if !admin {
 			f := errs.Fields{}
 			if ok, _ := VerifyPassword(password, deref(u.PasswordHash)); !ok {
 				f.Add("password", "must be your current password")

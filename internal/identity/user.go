@@ -163,24 +163,10 @@ func checkRoles(f errs.Fields, roles []string) []string {
 	return out
 }
 
-// callerRank is the acting user's rank from their current row, not from the
-// roles in their token, so a demotion takes effect at once. Operators,
-// services and the system outrank every tenant role.
-func (s *Service) callerRank(ctx context.Context, tx *gorm.DB) (int, error) {
-	a := actor.From(ctx)
-	if a == nil || a.Type != actor.TypeUser {
-		return 1 << 30, nil
-	}
-	var me User
-	if err := tx.Select("id", "roles", "status").Where("id = ?", a.ID).Take(&me).Error; err != nil || me.Status != StatusActive {
-		return 0, errs.Forbidden(errs.CodePermissionDenied, "your account can no longer make this change")
-	}
-	return rbac.Rank(me.Roles), nil
-}
-
-// mayGrant refuses roles that outrank the acting user.
+// mayGrant refuses built-in roles that rank above the caller (whose rank
+// counts every source of their roles: see rbac.Standing).
 func (s *Service) mayGrant(ctx context.Context, tx *gorm.DB, roles []string) error {
-	rank, err := s.callerRank(ctx, tx)
+	rank, err := s.ranksOrFail().ActingRankTx(ctx, tx)
 	if err != nil {
 		return err
 	}
@@ -503,19 +489,14 @@ func (s *Service) UpdateUser(ctx context.Context, id string, p UserPatch, self b
 	return out, err
 }
 
-// mayManage refuses changes to a user who outranks the actor.
+// mayManage refuses changes to a user who ranks above the caller: the
+// target's roles from every source, assignments and inheritance included,
+// against the caller's (see rbac.Standing).
 func (s *Service) mayManage(ctx context.Context, tx *gorm.DB, target *User, self bool) error {
 	if self {
 		return nil
 	}
-	rank, err := s.callerRank(ctx, tx)
-	if err != nil {
-		return err
-	}
-	if rbac.Rank(target.Roles) > rank {
-		return errs.Forbidden(errs.CodePermissionDenied, "you cannot change a user whose role is above your own")
-	}
-	return nil
+	return s.ranksOrFail().MayManageTx(ctx, tx, target.ID)
 }
 
 // keepAnOwner refuses a change that would leave the tenant without an active owner.

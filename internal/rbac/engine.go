@@ -106,10 +106,13 @@ func builtinByID(id string) (string, bool) {
 	return "", false
 }
 
-// UserDirectory tells the engine a user's permanent built-in roles; the
-// identity service implements it.
+// UserDirectory tells the engine a user's permanent built-in roles (the
+// roles on the user record) and whether the user is active; the identity
+// service implements it. PermanentRolesTx reads them in the caller's
+// transaction.
 type UserDirectory interface {
 	PermanentRoles(ctx context.Context, userID string) (roles []string, active bool, err error)
+	PermanentRolesTx(tx *gorm.DB, userID string) (roles []string, active bool, err error)
 }
 
 // Reserver checks that one more custom role fits the tenant's plan.
@@ -742,6 +745,13 @@ func (e *Engine) Assign(ctx context.Context, userID string, in NewAssignment) (*
 		if err := e.callerHolds(ctx, append(slices.Clone(r.Grants), inherited...)); err != nil {
 			return errs.Forbidden(CodeInvalidRoleAssignment, "you cannot assign %s: %s", r.Name, err.(*errs.Error).Msg)
 		}
+		// The rank rules: the role and the user may not rank above the caller.
+		if err := e.mayGrantRoleTx(ctx, tx, append(slices.Clone(r.Grants), inherited...), "assign"); err != nil {
+			return err
+		}
+		if err := e.MayManageTx(ctx, tx, userID); err != nil {
+			return err
+		}
 		by := "system"
 		if a != nil {
 			by = string(a.Type) + ":" + a.ID
@@ -792,6 +802,9 @@ func (e *Engine) Unassign(ctx context.Context, userID, roleID string) (bool, err
 			return err
 		}
 		found = true
+		if err := e.MayManageTx(ctx, tx, userID); err != nil {
+			return err
+		}
 		if err := tx.Where("id = ?", as.ID).Delete(&Assignment{}).Error; err != nil {
 			return err
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tenantgate/tenantgate/internal/actor"
 	"github.com/tenantgate/tenantgate/internal/billing"
+	"github.com/tenantgate/tenantgate/internal/egress"
 	"github.com/tenantgate/tenantgate/internal/gateway"
 	"github.com/tenantgate/tenantgate/internal/identity"
 	"github.com/tenantgate/tenantgate/internal/identity/oidc"
@@ -124,11 +125,13 @@ func newAPIWithPlatformIdP(t testing.TB, d store.Dialect, platform *oidc.Platfor
 		UserChanged: func(tenantID string) { a.rbac.Invalidate(tenantID) }, Now: a.clock.now})
 	a.rbac = rbac.NewEngine(s, a.ident, q)
 	a.rbac.SetClock(a.clock.now)
+	a.ident.UseRanks(a.rbac)
 	var handler http.Handler
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 	t.Cleanup(srv.Close)
 	a.url = srv.URL
 	a.oidc = oidc.New(s, a.ident, a.tenants, box, srv.URL, platform)
+	a.oidc.SetEgress(egress.Policy{AllowPrivate: true}) // the test providers run on 127.0.0.1
 	a.billing = billing.New(s, billing.Options{WebhookSecret: testWebhookSecret})
 	a.gateway = gateway.New(s, gateway.Options{Box: box, Billing: a.billing, Meter: q, Limiter: quota.NewGuarded(quota.NewMemoryLimiter(), true, nil),
 		PlanExists: q.PlanExists, AllowPrivateUpstreams: true, HealthWindow: 4, HealthFailures: 3, ProbeEvery: time.Hour, Now: a.clock.now})

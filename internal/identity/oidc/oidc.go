@@ -29,6 +29,7 @@ import (
 
 	"github.com/tenantgate/tenantgate/internal/actor"
 	"github.com/tenantgate/tenantgate/internal/audit"
+	"github.com/tenantgate/tenantgate/internal/egress"
 	"github.com/tenantgate/tenantgate/internal/errs"
 	"github.com/tenantgate/tenantgate/internal/identity"
 	"github.com/tenantgate/tenantgate/internal/rbac"
@@ -101,11 +102,13 @@ type Service struct {
 	box         *secret.Box
 	redirectURL string // our callback, registered at every provider
 	platform    *Platform
-	http        *http.Client
 	now         func() time.Time
 
-	mu  sync.Mutex
-	rps map[string]rp.RelyingParty // by issuer + client id
+	mu           sync.Mutex
+	tenantHTTP   *http.Client          // tenants' providers: through egress (SetEgress)
+	platformHTTP *http.Client          // the platform provider: the operator's, trusted
+	rps          map[string]rpEntry    // by provider (see relyingParty)
+	gates        map[string]*fetchGate // by provider and issuer (see fetchGate)
 }
 
 // SetPlatform configures the platform provider after construction (tests
@@ -136,7 +139,8 @@ func New(s *store.Store, ident *identity.Service, tenants *tenant.Service, box *
 	platform = normalizePlatform(platform)
 	return &Service{store: s, ident: ident, tenants: tenants, box: box, platform: platform,
 		redirectURL: strings.TrimSuffix(publicURL, "/") + "/api/v1/auth/oidc/callback",
-		http:        &http.Client{Timeout: 15 * time.Second}, now: func() time.Time { return time.Now().UTC() }, rps: map[string]rp.RelyingParty{}}
+		tenantHTTP:  egress.Policy{}.Client(fetchOptions), platformHTTP: egress.Trusted.Client(fetchOptions),
+		now: func() time.Time { return time.Now().UTC() }, rps: map[string]rpEntry{}, gates: map[string]*fetchGate{}}
 }
 
 // RedirectURL is the callback to register at providers.
@@ -169,35 +173,6 @@ func (s *Service) platformSettings() *settings {
 	p := s.platform
 	return &settings{issuer: p.Issuer, clientID: p.ClientID, secret: p.ClientSecret, scopes: p.Scopes, claimEmail: "email",
 		claimName: "name", claimRoles: p.RolesClaim, jit: p.JIT, defaultRole: p.DefaultRole, orgClaim: p.OrgClaim}
-}
-
-// relyingParty returns the (cached) relying party of a provider; creating it
-// reads the provider's discovery document.
-func (s *Service) relyingParty(ctx context.Context, st *settings) (rp.RelyingParty, error) {
-	// One relying party per configured provider: a tenant that registers
-	// another tenant's issuer and client id must not share (or poison) it.
-	key := "platform"
-	if st.providerID != "" {
-		key = "provider:" + st.providerID
-	}
-	s.mu.Lock()
-	r, ok := s.rps[key]
-	s.mu.Unlock()
-	if ok {
-		return r, nil
-	}
-	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	r, err := rp.NewRelyingPartyOIDC(dctx, st.issuer, st.clientID, st.secret, s.redirectURL, st.scopes,
-		rp.WithHTTPClient(s.http),
-		rp.WithVerifierOpts(rp.WithNonce(nonceFrom), rp.WithIssuedAtOffset(30*time.Second)))
-	if err != nil {
-		return nil, &errs.Error{Kind: errs.KindUnavailable, Code: "IDP_UNAVAILABLE", Msg: "the identity provider could not be reached; try again later", Err: err}
-	}
-	s.mu.Lock()
-	s.rps[key] = r
-	s.mu.Unlock()
-	return r, nil
 }
 
 type nonceKey struct{}
