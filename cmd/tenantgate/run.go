@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/tenantgate/tenantgate/internal/actor"
 	"github.com/tenantgate/tenantgate/internal/billing"
 	"github.com/tenantgate/tenantgate/internal/gateway"
+	"github.com/tenantgate/tenantgate/internal/gateway/journal"
 	"github.com/tenantgate/tenantgate/internal/identity"
 	"github.com/tenantgate/tenantgate/internal/identity/oidc"
 	"github.com/tenantgate/tenantgate/internal/kv"
@@ -194,17 +196,19 @@ func passwordParams(cfg config) identity.PasswordParams {
 
 // services builds the domain services over an open store.
 type services struct {
-	store    *store.Store
-	tenants  *tenant.Service
-	identity *identity.Service
-	rbac     *rbac.Engine
-	oidc     *oidc.Service
-	quota    *quota.Service
-	limiter  *quota.Guarded
-	billing  *billing.Service
-	gateway  *gateway.Service
-	kv       kv.Store
-	close    func()
+	store     *store.Store
+	tenants   *tenant.Service
+	identity  *identity.Service
+	rbac      *rbac.Engine
+	oidc      *oidc.Service
+	quota     *quota.Service
+	limiter   *quota.Guarded
+	billing   *billing.Service
+	gateway   *gateway.Service
+	journal   *journal.Journal
+	recovered []*journal.Recovered
+	kv        kv.Store
+	close     func()
 }
 
 func buildServices(ctx context.Context, cfg config, s *store.Store, log *slog.Logger, publicURL string) (*services, error) {
@@ -244,11 +248,20 @@ func buildServices(ctx context.Context, cfg config, s *store.Store, log *slog.Lo
 	fed := oidc.New(s, ident, tenants, box, publicURL, cfg.OIDC)
 	guarded := quota.NewGuarded(limiter, cfg.RateLimitFailOpen, log)
 	bill := billing.New(s, billing.Options{Log: log, WebhookSecret: cfg.PaymentWebhookSecret})
+	// The usage journal: AI usage survives a failing database and a kill -9
+	// (README, "What a crash can lose").
+	jr, recovered, err := journal.Open(filepath.Join(cfg.DataDir, "usage-journal"), journal.Options{})
+	if err != nil {
+		closeFn()
+		return nil, err
+	}
 	gw := gateway.New(s, gateway.Options{Box: box, Log: log, Billing: bill, Meter: quotas, Limiter: guarded, PlanExists: quotas.PlanExists,
 		MaxAttempts: cfg.GatewayMaxAttempts, HealthFailures: cfg.GatewayDisableAfter[0], HealthWindow: cfg.GatewayDisableAfter[1],
-		AllowPrivateUpstreams: cfg.GatewayAllowPrivate})
+		AllowPrivateUpstreams: cfg.GatewayAllowPrivate, Journal: jr})
+	prev := closeFn
+	closeFn = func() { _ = jr.Close(); prev() }
 	return &services{store: s, tenants: tenants, kv: shared, close: closeFn, identity: ident, rbac: engine, oidc: fed, quota: quotas,
-		limiter: guarded, billing: bill, gateway: gw}, nil
+		limiter: guarded, billing: bill, gateway: gw, journal: jr, recovered: recovered}, nil
 }
 
 func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Writer) error {
@@ -299,6 +312,13 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 		}
 	}
 	defer svc.close()
+	// Calls the journal holds (cut by a crash or a shutdown, or finished while
+	// the database failed) are billed before /v1 is served.
+	if _, _, err := svc.gateway.Recover(actor.With(ctx, actor.System("usage journal")), svc.recovered); err != nil {
+		ln.Close()
+		return fmt.Errorf("settle the usage journal %s: %w", svc.journal.Dir(), err)
+	}
+	svc.recovered = nil
 	deps := map[string]web.Pinger{}
 	if cfg.RedisURL != "" {
 		deps["redis"] = svc.kv

@@ -17,6 +17,7 @@ import (
 	"github.com/tenantgate/tenantgate/internal/actor"
 	"github.com/tenantgate/tenantgate/internal/billing"
 	"github.com/tenantgate/tenantgate/internal/gateway"
+	"github.com/tenantgate/tenantgate/internal/gateway/journal"
 	"github.com/tenantgate/tenantgate/internal/identity"
 	"github.com/tenantgate/tenantgate/internal/identity/oidc"
 	"github.com/tenantgate/tenantgate/internal/kv"
@@ -52,7 +53,13 @@ func newAPI(t testing.TB, d store.Dialect) *api { return newAPIWithPlatformIdP(t
 // newAPIWithPlatformIdP is newAPI with a platform-wide identity provider.
 func newAPIWithPlatformIdP(t testing.TB, d store.Dialect, platform *oidc.Platform) *api {
 	t.Helper()
-	s := storetest.Open(t, d)
+	return newAPIWith(t, storetest.Open(t, d), platform, nil)
+}
+
+// newAPIWith builds the server over s; gwOpts may change the gateway's
+// options (by default it journals usage in a temporary directory).
+func newAPIWith(t testing.TB, s *store.Store, platform *oidc.Platform, gwOpts func(*gateway.Options)) *api {
+	t.Helper()
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	box, err := secret.NewBox(key)
@@ -79,8 +86,20 @@ func newAPIWithPlatformIdP(t testing.TB, d store.Dialect, platform *oidc.Platfor
 	a.url = srv.URL
 	a.oidc = oidc.New(s, a.ident, a.tenants, box, srv.URL, platform)
 	a.billing = billing.New(s, billing.Options{WebhookSecret: testWebhookSecret})
-	a.gateway = gateway.New(s, gateway.Options{Box: box, Billing: a.billing, Meter: q, Limiter: quota.NewGuarded(quota.NewMemoryLimiter(), true, nil),
-		PlanExists: q.PlanExists, AllowPrivateUpstreams: true, HealthWindow: 4, HealthFailures: 3, ProbeEvery: time.Hour})
+	gwo := gateway.Options{Box: box, Billing: a.billing, Meter: q, Limiter: quota.NewGuarded(quota.NewMemoryLimiter(), true, nil),
+		PlanExists: q.PlanExists, AllowPrivateUpstreams: true, HealthWindow: 4, HealthFailures: 3, ProbeEvery: time.Hour}
+	var recovered []*journal.Recovered
+	if gwOpts != nil {
+		gwOpts(&gwo)
+	} else {
+		j, rec, err := journal.Open(t.TempDir(), journal.Options{})
+		storetest.Must(t, err)
+		t.Cleanup(func() { _ = j.Close() })
+		gwo.Journal, recovered = j, rec
+	}
+	a.gateway = gateway.New(s, gwo)
+	_, _, err = a.gateway.Recover(ctx, recovered)
+	storetest.Must(t, err)
 	gwCtx, stopGW := context.WithCancel(context.Background())
 	gwDone := make(chan struct{})
 	go func() { defer close(gwDone); a.gateway.Run(gwCtx) }()
