@@ -114,8 +114,10 @@ type gw struct {
 	chanID string
 }
 
-func newGW(t testing.TB, d store.Dialect, up *fakeOpenAI) *gw {
-	a := newAPI(t, d)
+func newGW(t testing.TB, d store.Dialect, up *fakeOpenAI) *gw { return newGWOn(t, newAPI(t, d), up) }
+
+// newGWOn is newGW on a server built already.
+func newGWOn(t testing.TB, a *api, up *fakeOpenAI) *gw {
 	g := &gw{a: a, op: a.operator(), org: a.signup("aigw")}
 	g.key = a.want(a.do("POST", "/api/v1/api-keys", g.org.OwnerToken, map[string]any{"name": "app"}, nil), 201, "").str("secret")
 	g.chanID = a.want(a.do("POST", "/api/v1/admin/channels", g.op, map[string]any{"name": "openai-main", "provider": "openai",

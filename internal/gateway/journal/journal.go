@@ -351,6 +351,12 @@ func (j *Journal) Err() error {
 // found healthy again without a call risking it.
 func (j *Journal) Probe() error {
 	j.mu.Lock()
+	// Room for a few calls, not just the probe's own few bytes.
+	if room := min(16<<10, j.opts.MaxBytes/4); j.total+room > j.opts.MaxBytes {
+		j.err = ErrFull
+		j.mu.Unlock()
+		return ErrFull
+	}
 	err := j.appendLocked(probe, "", nil)
 	j.mu.Unlock()
 	if err != nil {
