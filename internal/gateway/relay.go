@@ -305,6 +305,9 @@ func (g *Service) finish(ctx context.Context, l *Log, u wire.Usage, cand candida
 	if !cand.byok && price != nil {
 		cost, err := price(u)
 		if err != nil {
+			if l.jc != nil { // a stream's start record: kept for an operator, so it holds no segment
+				_ = g.journal.Reject(l.jc, mustJSON(recordOf(l)))
+			}
 			return err
 		}
 		l.CostMicros = cost

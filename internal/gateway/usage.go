@@ -192,7 +192,12 @@ func (g *Service) Recover(ctx context.Context, rs []*journal.Recovered) (settled
 			if s.Priced && !s.BYOK && g.opts.Billing != nil {
 				cost, _, err := g.opts.Billing.Cost(ctx, l.TenantID, l.Model, l.PromptTokens, 0, l.CompletionTokens)
 				if err != nil {
-					return settled, parked, errs.Wrap(err, "price a call cut off mid-stream")
+					// Never a reason not to start: kept for an operator instead.
+					g.log.Error("a call cut off mid-stream cannot be priced; it is set aside in the usage journal's rejected.jsonl", "log", r.ID, "err", err)
+					if rerr := g.journal.Reject(r.Call, r.Start); rerr != nil {
+						return settled, parked, errs.Wrap(rerr, "set aside a call the journal cannot price")
+					}
+					continue
 				}
 				l.CostMicros = int64(cost)
 			}
