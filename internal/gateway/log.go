@@ -88,6 +88,7 @@ type writer struct {
 	dbDown  atomic.Bool
 	pending []*Log // parked calls (only the run goroutine touches it)
 	backoff time.Duration
+	took    bool // the database took a call since the last retry round
 }
 
 func newWriter(g *Service) *writer { return &writer{g: g, in: make(chan *Log, 4096)} }
@@ -205,6 +206,7 @@ func (w *writer) flush(batch []*Log) {
 	for _, l := range ok {
 		l.done <- nil
 	}
+	w.took = w.took || len(ok) > 0
 	if len(failed) > 0 && len(ok) == 0 {
 		w.dbDown.Store(true)
 	}
@@ -254,11 +256,14 @@ func (w *writer) retryPending() {
 	for _, l := range ok {
 		l.strikes = 0
 	}
+	took := w.took || len(ok) > 0
+	w.took = false
 	var kept []*Log
 	for _, l := range failed {
-		// Refused alone while the database took other calls: this call, not
-		// the database, is at fault. After a few such rounds it is set aside.
-		if len(ok) > 0 {
+		// Refused while the database took other calls (in this round or
+		// since the last): this call, not the database, is at fault. After a
+		// few such rounds it is set aside.
+		if took {
 			l.strikes++
 		}
 		if l.strikes >= 5 {
@@ -270,10 +275,8 @@ func (w *writer) retryPending() {
 	w.pending = append(kept, rest...)
 	if len(ok) > 0 {
 		w.g.log.Info("the database took parked AI usage", "calls", len(ok), "stillParked", len(w.pending))
-		w.dbDown.Store(false)
-	} else if len(failed) > 0 {
-		w.dbDown.Store(true)
 	}
+	w.dbDown.Store(!took && len(failed) > 0)
 	w.next(len(ok) > 0)
 }
 

@@ -295,3 +295,56 @@ func TestGatewayJournalBillsAStreamCutByACrash(t *testing.T) {
 		g.ledgerEqualsLogs(t)
 	})
 }
+
+// TestGatewayRowTheDatabaseAlwaysRefusesIsSetAside: a call whose row the
+// database refuses for good (here a trigger refuses its model; in life, say,
+// a counter that would overflow) while it takes every other call neither
+// wedges the writer nor holds the journal for ever: the other calls are
+// billed, and after five refused rounds the call is set aside in
+// rejected.jsonl for an operator.
+func TestGatewayRowTheDatabaseAlwaysRefusesIsSetAside(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		fdb := newFaultyDB(t, d)
+		dir := t.TempDir()
+		j, _, err := journal.Open(dir, journal.Options{})
+		storetest.Must(t, err)
+		t.Cleanup(func() { _ = j.Close() })
+		a := newAPIWith(t, fdb.app, nil, func(o *gateway.Options) { o.Journal = j })
+		up := newFakeOpenAI(t, "sk-upstream")
+		g := newGWOn(t, a, up)
+		a.want(a.do("POST", "/api/v1/admin/channels", g.op, map[string]any{"name": "poison", "provider": "openai",
+			"baseUrl": up.URL + "/v1", "keys": []string{up.key}, "models": []string{"gpt-poison"}}, nil), 201, "")
+		a.want(a.do("PUT", "/api/v1/admin/prices/gpt-poison", g.op, map[string]any{"inputPerMTok": "2.00", "outputPerMTok": "8.00"}, nil), 200, "")
+		if d == store.Postgres {
+			fdb.exec(`CREATE TRIGGER tg_test_poison BEFORE INSERT ON ai_request_logs FOR EACH ROW WHEN (NEW.model = 'gpt-poison') EXECUTE FUNCTION tg_test_fault()`)
+		} else {
+			fdb.exec(`CREATE TRIGGER tg_test_poison BEFORE INSERT ON ai_request_logs WHEN NEW.model = 'gpt-poison' BEGIN SELECT RAISE(ABORT, 'poison'); END`)
+		}
+
+		r := g.post(t, "/v1/chat/completions", g.key, chat("gpt-poison", nil))
+		if body := readAll(t, r); r.StatusCode != 200 {
+			t.Fatalf("the poisoned call: %d %s", r.StatusCode, body) // its usage is journaled: served
+		}
+		rejected := filepath.Join(dir, "rejected.jsonl")
+		calls := 0
+		waitFor(t, "the poisoned call to be set aside", func() bool {
+			calls++
+			r := g.post(t, "/v1/chat/completions", g.key, chat("gpt-test", nil))
+			if body := readAll(t, r); r.StatusCode != 200 {
+				t.Fatalf("call %d beside the poisoned one: %d %s", calls, r.StatusCode, body)
+			}
+			_, err := os.Stat(rejected)
+			return err == nil
+		})
+		waitFor(t, "the calls beside the poisoned one to be billed", func() bool { rows, _ := g.usageRows(t); return rows == int64(calls) })
+		raw, err := os.ReadFile(rejected)
+		storetest.Must(t, err)
+		if !strings.Contains(string(raw), `"m":"gpt-poison"`) || strings.Count(string(raw), "\n") != 1 {
+			t.Errorf("rejected.jsonl: %s", raw)
+		}
+		waitFor(t, "the journal to hold nothing", func() bool { return j.Unsettled() == 0 })
+		rows, _ := g.usageRows(t)
+		g.wantBalance(t, int(rows)) // every other call billed; the set-aside one not (an operator's to settle)
+		g.ledgerEqualsLogs(t)
+	})
+}
