@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/tenantgate/tenantgate/internal/billing"
 	"github.com/tenantgate/tenantgate/internal/egress"
 	"github.com/tenantgate/tenantgate/internal/gateway"
+	"github.com/tenantgate/tenantgate/internal/gateway/journal"
 	"github.com/tenantgate/tenantgate/internal/identity"
 	"github.com/tenantgate/tenantgate/internal/identity/oidc"
 	"github.com/tenantgate/tenantgate/internal/kv"
@@ -200,17 +202,19 @@ func passwordParams(cfg config) identity.PasswordParams {
 
 // services builds the domain services over an open store.
 type services struct {
-	store    *store.Store
-	tenants  *tenant.Service
-	identity *identity.Service
-	rbac     *rbac.Engine
-	oidc     *oidc.Service
-	quota    *quota.Service
-	limiter  *quota.Guarded
-	billing  *billing.Service
-	gateway  *gateway.Service
-	kv       kv.Store
-	close    func()
+	store     *store.Store
+	tenants   *tenant.Service
+	identity  *identity.Service
+	rbac      *rbac.Engine
+	oidc      *oidc.Service
+	quota     *quota.Service
+	limiter   *quota.Guarded
+	billing   *billing.Service
+	gateway   *gateway.Service
+	journal   *journal.Journal
+	recovered []*journal.Recovered
+	kv        kv.Store
+	close     func()
 }
 
 func buildServices(ctx context.Context, cfg config, s *store.Store, log *slog.Logger, publicURL string) (*services, error) {
@@ -271,11 +275,20 @@ func buildServices(ctx context.Context, cfg config, s *store.Store, log *slog.Lo
 		guarded.WatchStore(breaker)
 	}
 	bill := billing.New(s, billing.Options{Log: log, WebhookSecret: cfg.PaymentWebhookSecret})
+	// The usage journal: AI usage survives a failing database and a kill -9
+	// (README, "What a crash can lose").
+	jr, recovered, err := journal.Open(filepath.Join(cfg.DataDir, "usage-journal"), journal.Options{})
+	if err != nil {
+		closeFn()
+		return nil, err
+	}
 	gw := gateway.New(s, gateway.Options{Box: box, Log: log, Billing: bill, Meter: quotas, Limiter: guarded, PlanExists: quotas.PlanExists,
 		MaxAttempts: cfg.GatewayMaxAttempts, HealthFailures: cfg.GatewayDisableAfter[0], HealthWindow: cfg.GatewayDisableAfter[1],
-		AllowPrivateUpstreams: cfg.AllowPrivateEgress})
+		AllowPrivateUpstreams: cfg.AllowPrivateEgress, Journal: jr})
+	prev := closeFn
+	closeFn = func() { _ = jr.Close(); prev() }
 	return &services{store: s, tenants: tenants, kv: shared, close: closeFn, identity: ident, rbac: engine, oidc: fed, quota: quotas,
-		limiter: guarded, billing: bill, gateway: gw}, nil
+		limiter: guarded, billing: bill, gateway: gw, journal: jr, recovered: recovered}, nil
 }
 
 func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Writer) error {
@@ -336,6 +349,13 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 	if err := svc.gateway.Reload(actor.With(ctx, actor.System("gateway"))); err != nil {
 		log.Warn("the AI gateway will answer 503 until its channels load", "err", err)
 	}
+	// Calls the journal holds (cut by a crash or a shutdown, or finished while
+	// the database failed) are billed before /v1 is served.
+	if _, _, err := svc.gateway.Recover(actor.With(ctx, actor.System("usage journal")), svc.recovered); err != nil {
+		ln.Close()
+		return fmt.Errorf("settle the usage journal %s: %w", svc.journal.Dir(), err)
+	}
+	svc.recovered = nil
 	// Redis has a fallback (the failure policy), so it degrades health
 	// rather than failing it.
 	degradable := map[string]web.Pinger{}

@@ -25,6 +25,7 @@ import (
 	"github.com/tenantgate/tenantgate/internal/egress"
 	"github.com/tenantgate/tenantgate/internal/gateway/anthropic"
 	"github.com/tenantgate/tenantgate/internal/gateway/gemini"
+	"github.com/tenantgate/tenantgate/internal/gateway/journal"
 	"github.com/tenantgate/tenantgate/internal/gateway/openai"
 	"github.com/tenantgate/tenantgate/internal/gateway/wire"
 	"github.com/tenantgate/tenantgate/internal/secret"
@@ -75,6 +76,12 @@ type Options struct {
 	// when the last batch had several (default 1ms; a negative value never
 	// waits): commits are shared, so under load each call costs less.
 	FlushEvery time.Duration
+	// Journal is the local usage journal (nil: none). With it, a call's usage
+	// survives a failing database and the death of the process; see Recover.
+	Journal *journal.Journal
+	// ProgressEvery is how often a stream's delivered usage is journaled
+	// (default 200ms): what a kill -9 can cost a stream at most.
+	ProgressEvery time.Duration
 }
 
 // Service is the gateway.
@@ -95,6 +102,7 @@ type Service struct {
 	reloadMu sync.Mutex
 
 	writer  *writer
+	journal *journal.Journal
 	tokens  tokens
 	probing atomic.Bool
 
@@ -136,10 +144,13 @@ func New(s *store.Store, o Options) *Service {
 	if o.FlushEvery == 0 {
 		o.FlushEvery = time.Millisecond
 	}
+	if o.ProgressEvery <= 0 {
+		o.ProgressEvery = 200 * time.Millisecond
+	}
 	if o.DefaultMaxOutput <= 0 {
 		o.DefaultMaxOutput = 4096
 	}
-	g := &Service{store: s, box: o.Box, log: o.Log, opts: o, now: func() time.Time { return o.Now().UTC() },
+	g := &Service{store: s, box: o.Box, log: o.Log, opts: o, journal: o.Journal, now: func() time.Time { return o.Now().UTC() },
 		providers: map[string]wire.Provider{
 			ProviderOpenAI:     openai.New(openai.OpenAI),
 			ProviderAzure:      openai.New(openai.Azure),

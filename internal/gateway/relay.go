@@ -74,6 +74,10 @@ func (g *Service) Serve(w http.ResponseWriter, r *http.Request, op wire.Op, c Ca
 	if err != nil {
 		return err
 	}
+	// Usage that could be recorded nowhere is not served.
+	if err := g.refusing(); err != nil {
+		return err
+	}
 	cl.caller = c
 	set := g.settingsFor(c.TenantID)
 	if len(c.KeyModels) > 0 && !slices.Contains(c.KeyModels, cl.Model) {
@@ -329,14 +333,38 @@ func (g *Service) finish(ctx context.Context, l *Log, u wire.Usage, cand candida
 	if !cand.byok && price != nil {
 		cost, err := price(u)
 		if err != nil {
+			if l.jc != nil { // a stream's start record: kept for an operator, so it holds no segment
+				_ = g.journal.Reject(l.jc, mustJSON(recordOf(l)))
+			}
 			return err
 		}
 		l.CostMicros = cost
 	}
 	l.hold = hold
+	g.journalFinal(l)
 	err := g.writer.write(ctx, l)
-	if errors.Is(err, errWriterClosed) {
-		g.release(hold) // never queued: nothing will settle it
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errParked):
+		// The database did not take it; the writer retries. The client gets
+		// its answer once the journal's copy is fsynced (one fsync shared by
+		// every call waiting), or at once when only memory holds it.
+		if l.journaled {
+			if serr := g.journal.Sync(); serr != nil {
+				g.log.Error("could not fsync the usage journal; the call's usage is written but may not survive an OS crash", "err", serr)
+			}
+		} else {
+			g.log.Error("an AI call's usage is kept in memory only (the database and the usage journal both fail); it is lost if the process dies first",
+				"tenant", l.TenantID, "log", l.ID)
+		}
+		return nil
+	case errors.Is(err, errWriterClosed):
+		g.release(hold) // never queued: the journal's copy is billed at the next start
+		if l.journaled {
+			_ = g.journal.Sync()
+			return nil
+		}
 	}
 	return err
 }
@@ -344,6 +372,10 @@ func (g *Service) finish(ctx context.Context, l *Log, u wire.Usage, cand candida
 // relayStream passes the upstream's events to the client as they arrive.
 func (g *Service) relayStream(w http.ResponseWriter, r *http.Request, cl *call, cand candidate, t *wire.Target, wc *wire.Call, resp *http.Response,
 	l *Log, start time.Time, price func(wire.Usage) (int64, error), hold *billing.Hold, set *Settings, translated bool, cancel context.CancelFunc) error {
+	if err := g.journalStart(l, cl, price != nil && !cand.byok); err != nil {
+		cancel()
+		return err
+	}
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -356,6 +388,7 @@ func (g *Service) relayStream(w http.ResponseWriter, r *http.Request, cl *call, 
 		chunks    bytes.Buffer // what upstream produced, for local counting and content storage
 		clientErr error
 		head      []byte // the first chunk, whose id and model a synthesized usage chunk reuses
+		prog      = progress{g: g, l: l, cl: cl, last: g.now()}
 	)
 	write := func(data []byte) error {
 		if clientErr != nil {
@@ -393,7 +426,11 @@ func (g *Service) relayStream(w http.ResponseWriter, r *http.Request, cl *call, 
 				return err
 			}
 		}
-		return write(chunk)
+		if err := write(chunk); err != nil {
+			return err
+		}
+		prog.delivered(chunks.Bytes())
+		return nil
 	}
 	usage, ok, err := cand.l.provider.Stream(wc, t, resp.Body, emit)
 	status := http.StatusOK
@@ -428,7 +465,7 @@ func (g *Service) relayStream(w http.ResponseWriter, r *http.Request, cl *call, 
 		}
 	}
 	if ferr := g.finish(context.WithoutCancel(r.Context()), l, usage, cand, price, hold, start, ttft, status); ferr != nil {
-		_ = write(mustJSON(openAIError{Error: openAIErrorDetail{Message: "the usage of this call could not be recorded; it is not billed",
+		_ = write(mustJSON(openAIError{Error: openAIErrorDetail{Message: "the usage of this call could not be recorded",
 			Type: "api_error", Code: ptr("internal_error")}}))
 		return nil
 	}

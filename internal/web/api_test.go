@@ -19,6 +19,7 @@ import (
 	"github.com/tenantgate/tenantgate/internal/billing"
 	"github.com/tenantgate/tenantgate/internal/egress"
 	"github.com/tenantgate/tenantgate/internal/gateway"
+	"github.com/tenantgate/tenantgate/internal/gateway/journal"
 	"github.com/tenantgate/tenantgate/internal/identity"
 	"github.com/tenantgate/tenantgate/internal/identity/oidc"
 	"github.com/tenantgate/tenantgate/internal/kv"
@@ -104,6 +105,15 @@ func newAPIWithPlatformIdP(t testing.TB, d store.Dialect, platform *oidc.Platfor
 	s, err := store.Open(context.Background(), store.Config{URL: db.URL, PlatformURL: db.PlatformURL})
 	storetest.Must(t, err)
 	t.Cleanup(func() { s.Close() })
+	a := newAPIWith(t, s, platform, nil)
+	a.db = db
+	return a
+}
+
+// newAPIWith builds the server over s; gwOpts may change the gateway's
+// options (by default it journals usage in a temporary directory).
+func newAPIWith(t testing.TB, s *store.Store, platform *oidc.Platform, gwOpts func(*gateway.Options)) *api {
+	t.Helper()
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	box, err := secret.NewBox(key)
@@ -120,7 +130,7 @@ func newAPIWithPlatformIdP(t testing.TB, d store.Dialect, platform *oidc.Platfor
 	q.RegisterCounter("apiKeys", identity.CountAPIKeysTx)
 	q.RegisterCounter("roles", rbac.CountCustomRolesTx)
 	cfg.PlanExists = q.PlanExists
-	a := &api{t: t, store: s, db: db, tenants: tenant.New(s, cfg, nil), quota: q, clock: &testClock{}}
+	a := &api{t: t, store: s, tenants: tenant.New(s, cfg, nil), quota: q, clock: &testClock{}}
 	a.ident = identity.New(s, signer, identity.Options{Password: identity.FastPasswordParams, Box: box, Quota: q,
 		UserChanged: func(tenantID string) { a.rbac.Invalidate(tenantID) }, Now: a.clock.now})
 	a.rbac = rbac.NewEngine(s, a.ident, q)
@@ -133,9 +143,21 @@ func newAPIWithPlatformIdP(t testing.TB, d store.Dialect, platform *oidc.Platfor
 	a.oidc = oidc.New(s, a.ident, a.tenants, box, srv.URL, platform)
 	a.oidc.SetEgress(egress.Policy{AllowPrivate: true}) // the test providers run on 127.0.0.1
 	a.billing = billing.New(s, billing.Options{WebhookSecret: testWebhookSecret})
-	a.gateway = gateway.New(s, gateway.Options{Box: box, Billing: a.billing, Meter: q, Limiter: quota.NewGuarded(quota.NewMemoryLimiter(), true, nil),
-		PlanExists: q.PlanExists, AllowPrivateUpstreams: true, HealthWindow: 4, HealthFailures: 3, ProbeEvery: time.Hour, Now: a.clock.now})
+	gwo := gateway.Options{Box: box, Billing: a.billing, Meter: q, Limiter: quota.NewGuarded(quota.NewMemoryLimiter(), true, nil),
+		PlanExists: q.PlanExists, AllowPrivateUpstreams: true, HealthWindow: 4, HealthFailures: 3, ProbeEvery: time.Hour, Now: a.clock.now}
+	var recovered []*journal.Recovered
+	if gwOpts != nil {
+		gwOpts(&gwo)
+	} else {
+		j, rec, err := journal.Open(t.TempDir(), journal.Options{})
+		storetest.Must(t, err)
+		t.Cleanup(func() { _ = j.Close() })
+		gwo.Journal, recovered = j, rec
+	}
+	a.gateway = gateway.New(s, gwo)
 	storetest.Must(t, a.gateway.Reload(ctx)) // as serve does: /v1 is ready from the first request
+	_, _, err = a.gateway.Recover(ctx, recovered)
+	storetest.Must(t, err)
 	gwCtx, stopGW := context.WithCancel(context.Background())
 	gwDone := make(chan struct{})
 	go func() { defer close(gwDone); a.gateway.Run(gwCtx) }()

@@ -119,8 +119,10 @@ type gw struct {
 	chanID string
 }
 
-func newGW(t testing.TB, d store.Dialect, up *fakeOpenAI) *gw {
-	a := newAPI(t, d)
+func newGW(t testing.TB, d store.Dialect, up *fakeOpenAI) *gw { return newGWOn(t, newAPI(t, d), up) }
+
+// newGWOn is newGW on a server built already.
+func newGWOn(t testing.TB, a *api, up *fakeOpenAI) *gw {
 	g := &gw{a: a, op: a.operator(), org: a.signup("aigw")}
 	g.key = a.want(a.do("POST", "/api/v1/api-keys", g.org.OwnerToken, map[string]any{"name": "app"}, nil), 201, "").str("secret")
 	g.chanID = a.want(a.do("POST", "/api/v1/admin/channels", g.op, map[string]any{"name": "openai-main", "provider": "openai",
@@ -318,6 +320,27 @@ func TestGatewayDisconnectMidStreamBillsWhatWasProduced(t *testing.T) {
 	})
 }
 
+// waitLog polls the request log (query narrows it) until its newest row
+// satisfies ok, for up to 10 s, and returns that row (nil if none did).
+// Failed calls' rows are written without the client waiting for them.
+func waitLog(t *testing.T, a *api, token, query string, ok func(map[string]any) bool) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		items := a.want(a.do("GET", "/api/v1/logs?limit=1&"+query, token, nil, nil), 200, "").items()
+		if len(items) > 0 && ok(items[0]) {
+			return items[0]
+		}
+		if time.Now().After(deadline) {
+			if len(items) > 0 {
+				return items[0]
+			}
+			return nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // openAIErr decodes OpenAI's error shape.
 func openAIErr(t *testing.T, r *http.Response) (status int, typ, code, msg string) {
 	t.Helper()
@@ -494,8 +517,9 @@ func TestGatewayFailoverAndHealth(t *testing.T) {
 		if status, _, code, _ := openAIErr(t, g.post(t, "/v1/chat/completions", g.key, chat("gpt-nobody-serves", nil))); status != 404 || code != "model_not_found" {
 			t.Errorf("a model no channel serves: %d %s, want 404 model_not_found", status, code)
 		}
-		// Failed calls are logged and cost nothing.
-		if l := a.want(a.do("GET", "/api/v1/logs?status=error", g.org.OwnerToken, nil, nil), 200, "").items(); len(l) == 0 || l[0]["cost"] != "0.00" {
+		// Failed calls are logged (the writer takes them without the client
+		// waiting: wait for the row) and cost nothing.
+		if l := waitLog(t, a, g.org.OwnerToken, "status=error", func(map[string]any) bool { return true }); l == nil || l["cost"] != "0.00" {
 			t.Errorf("failed call rows: %v", l)
 		}
 		g.ledgerEqualsLogs(t)

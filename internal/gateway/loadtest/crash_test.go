@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,10 +19,11 @@ import (
 
 // TestGatewayKill9LosesNoUsage kill -9s the server while concurrent chat
 // calls (streaming and not) are in flight, restarts it on the same data, and
-// checks the books: every call the client saw complete has its log row, no
-// call has two, the ledger's usage equals the logs' cost, the balance equals
-// top-ups minus usage, and no usage debit lacks its log row. Calls cut off by
-// the kill may or may not have a row.
+// checks the books: every call the client saw complete has its log row, and
+// so does every call cut off after its answer began (the usage journal bills
+// it at the restart), no call has two, the ledger's usage equals the logs'
+// cost, the balance equals top-ups minus usage, and no usage debit lacks its
+// log row. Calls cut off before their answer began may or may not have a row.
 func TestGatewayKill9LosesNoUsage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the server binary; not in -short")
@@ -127,7 +129,7 @@ func TestGatewayKill9LosesNoUsage(t *testing.T) {
 
 		// What the database says after the restart.
 		k := readBooks(t, be.open(t), f.tenantID)
-		var lost []string
+		var lost, cutUnbilled []string
 		var rowsForCut, rowsForCut200 int
 		for _, c := range calls {
 			n := k.requestIDs[c.id]
@@ -136,6 +138,10 @@ func TestGatewayKill9LosesNoUsage(t *testing.T) {
 				lost = append(lost, c.id)
 			case c.outcome == completed && k.rowStatus[c.id] != 200:
 				t.Errorf("call %s completed for the client but its log row has status %d", c.id, k.rowStatus[c.id])
+			case c.outcome == brokenOff && n == 0:
+				// Its headers (and maybe some of its answer) reached the
+				// client: the usage journal's start record was written first.
+				cutUnbilled = append(cutUnbilled, c.id)
 			case c.outcome != completed && n > 0:
 				rowsForCut++
 				if k.rowStatus[c.id] == 200 {
@@ -146,6 +152,11 @@ func TestGatewayKill9LosesNoUsage(t *testing.T) {
 		if len(lost) > 0 {
 			sort.Strings(lost)
 			t.Errorf("LOST USAGE: %d calls completed for the client but have no log row, e.g. %s", len(lost), strings.Join(lost[:min(5, len(lost))], ", "))
+		}
+		if len(cutUnbilled) > 0 {
+			sort.Strings(cutUnbilled)
+			t.Errorf("DELIVERED BUT UNBILLED: %d calls cut off after their answer began have no log row, e.g. %s", len(cutUnbilled),
+				strings.Join(cutUnbilled[:min(5, len(cutUnbilled))], ", "))
 		}
 		var strays int
 		sent := map[string]bool{}
@@ -173,5 +184,95 @@ func TestGatewayKill9LosesNoUsage(t *testing.T) {
 		if inFlight == 0 {
 			t.Logf("note: no call was in flight at the kill this time, so the run proved less than it could")
 		}
+	})
+}
+
+// TestGatewayKill9BillsCutStreams kill -9s the server while slow streams
+// (a content chunk every 150 ms, longer than the journal's 200 ms progress
+// interval) are in flight, restarts it, and checks that every stream the
+// kill cut off after its answer began is billed for what it delivered: one
+// row, marked estimated, with no more completion tokens than the client
+// received, and with some for each stream that had received its whole text
+// more than one progress interval before the kill. The books balance as in
+// TestGatewayKill9LosesNoUsage.
+func TestGatewayKill9BillsCutStreams(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the server binary; not in -short")
+	}
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		const (
+			workers    = 12
+			chunkDelay = 150 * time.Millisecond
+			killAfter  = 1500 * time.Millisecond
+		)
+		up := newMockUpstream(t, chunkDelay) // a stream takes ~600 ms
+		be := newBackend(t, d)
+		srv := startServer(t, be, "first")
+		f := setUp(t, srv, up)
+
+		type call struct {
+			id      string
+			outcome outcome
+			raw     []byte
+		}
+		var (
+			mu    sync.Mutex
+			calls []call
+			wg    sync.WaitGroup
+		)
+		hc := newClient(workers, 10*time.Second)
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for n := 0; ; n++ {
+					c := call{id: fmt.Sprintf("cut-%02d-%05d", w, n)}
+					c.outcome, _, _, c.raw = callChatBody(context.Background(), hc, srv.url+"/v1/chat/completions", f.key, c.id, chatBody(true), true)
+					mu.Lock()
+					calls = append(calls, c)
+					mu.Unlock()
+					if c.outcome != completed {
+						return // the server is gone
+					}
+				}
+			}()
+		}
+		time.Sleep(killAfter)
+		if err := syscall.Kill(srv.pid(), syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-srv.exited
+		wg.Wait()
+
+		srv2 := startServer(t, be, "second")
+		k := readBooks(t, be.open(t), f.tenantID)
+		var cut, cutWhole int
+		for _, c := range calls {
+			if c.outcome != brokenOff {
+				continue
+			}
+			cut++
+			received := int64(bytes.Count(c.raw, []byte(`"delta":{"content"`)))
+			whole := bytes.Contains(c.raw, []byte(`"finish_reason":"stop"`)) // all text, and 150 ms later the stop chunk
+			if whole {
+				cutWhole++
+			}
+			switch n := k.requestIDs[c.id]; {
+			case n != 1:
+				t.Errorf("DELIVERED BUT UNBILLED: stream %s was cut after %d content chunks and has %d log rows", c.id, received, n)
+			case k.rowStatus[c.id] == 200:
+				// committed before the kill: exact usage
+			case !k.rowEstimated[c.id] || k.rowCompletion[c.id] > received:
+				t.Errorf("stream %s: received %d content chunks, billed %d completion tokens (estimated %v): never more than delivered",
+					c.id, received, k.rowCompletion[c.id], k.rowEstimated[c.id])
+			case whole && k.rowCompletion[c.id] == 0:
+				t.Errorf("stream %s received its whole text a progress interval before it was cut, but is billed no completion tokens", c.id)
+			}
+		}
+		if cut == 0 {
+			t.Fatal("the kill cut no stream after its answer began: the run proved nothing")
+		}
+		checkBooks(t, k, apiBalance(t, srv2))
+		t.Logf("%s: %d streams, %d cut after their answer began (%d of them after all their text), all billed; %d log rows", d, len(calls), cut, cutWhole, k.logs)
 	})
 }

@@ -507,9 +507,11 @@ type books struct {
 	logCost, logTokens                                   int64
 	usageDebits, usageEntries, topUps, balance           int64
 	meteredTokens, meteredMessages                       int64
-	requestIDs                                           map[string]int // request id → rows
-	rowStatus                                            map[string]int // request id → status of its (last) row
-	orphanDebits                                         []string       // usage entries whose batch's first log row does not exist
+	requestIDs                                           map[string]int   // request id → rows
+	rowStatus                                            map[string]int   // request id → status of its (last) row
+	rowCompletion                                        map[string]int64 // request id → completion tokens of its (last) row
+	rowEstimated                                         map[string]bool
+	orphanDebits                                         []string // usage entries whose batch's first log row does not exist
 }
 
 func readBooks(tb testing.TB, db *sql.DB, tenantID string) books {
@@ -536,20 +538,22 @@ func readBooks(tb testing.TB, db *sql.DB, tenantID string) books {
 		` FROM usage_counters WHERE tenant_id = `+t, &k.meteredTokens, &k.meteredMessages)
 
 	ids := map[string]bool{}
-	k.requestIDs, k.rowStatus = map[string]int{}, map[string]int{}
-	rows, err := db.Query(`SELECT id, request_id, status FROM ai_request_logs WHERE tenant_id = ` + t)
+	k.requestIDs, k.rowStatus, k.rowCompletion, k.rowEstimated = map[string]int{}, map[string]int{}, map[string]int64{}, map[string]bool{}
+	rows, err := db.Query(`SELECT id, request_id, status, completion_tokens, estimated FROM ai_request_logs WHERE tenant_id = ` + t)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	for rows.Next() {
 		var id, rid string
 		var status int
-		if err := rows.Scan(&id, &rid, &status); err != nil {
+		var completion int64
+		var estimated bool
+		if err := rows.Scan(&id, &rid, &status, &completion, &estimated); err != nil {
 			tb.Fatal(err)
 		}
 		ids[id] = true
 		k.requestIDs[rid]++
-		k.rowStatus[rid] = status
+		k.rowStatus[rid], k.rowCompletion[rid], k.rowEstimated[rid] = status, completion, estimated
 	}
 	if err := rows.Err(); err != nil {
 		tb.Fatal(err)
@@ -621,9 +625,15 @@ const (
 
 // callChat sends one chat call and reads the whole answer.
 func callChat(ctx context.Context, hc *http.Client, url, key, requestID string, body []byte, stream bool) (outcome, int, string) {
+	o, status, detail, _ := callChatBody(ctx, hc, url, key, requestID, body, stream)
+	return o, status, detail
+}
+
+// callChatBody is callChat that also returns what the client received.
+func callChatBody(ctx context.Context, hc *http.Client, url, key, requestID string, body []byte, stream bool) (_ outcome, _ int, _ string, raw []byte) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return refused, 0, err.Error()
+		return refused, 0, err.Error(), nil
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+key)
@@ -632,27 +642,27 @@ func callChat(ctx context.Context, hc *http.Client, url, key, requestID string, 
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return refused, 0, err.Error()
+		return refused, 0, err.Error(), nil
 	}
-	raw, err := io.ReadAll(resp.Body)
+	raw, err = io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return errorStatus, resp.StatusCode, truncate(string(raw), 160)
+		return errorStatus, resp.StatusCode, truncate(string(raw), 160), raw
 	}
 	if err != nil {
-		return brokenOff, resp.StatusCode, err.Error()
+		return brokenOff, resp.StatusCode, err.Error(), raw
 	}
 	if requestID != "" && resp.Header.Get("X-Request-ID") != requestID {
-		return brokenOff, resp.StatusCode, "X-Request-ID " + resp.Header.Get("X-Request-ID") + ", sent " + requestID
+		return brokenOff, resp.StatusCode, "X-Request-ID " + resp.Header.Get("X-Request-ID") + ", sent " + requestID, raw
 	}
 	if stream {
 		if !bytes.HasSuffix(raw, []byte("data: [DONE]\n\n")) {
-			return brokenOff, resp.StatusCode, "stream without [DONE]: " + truncate(string(raw[max(0, len(raw)-160):]), 160)
+			return brokenOff, resp.StatusCode, "stream without [DONE]: " + truncate(string(raw[max(0, len(raw)-160):]), 160), raw
 		}
 	} else if !bytes.Contains(raw, []byte(`"usage"`)) {
-		return brokenOff, resp.StatusCode, "answer without usage: " + truncate(string(raw), 160)
+		return brokenOff, resp.StatusCode, "answer without usage: " + truncate(string(raw), 160), raw
 	}
-	return completed, resp.StatusCode, ""
+	return completed, resp.StatusCode, "", raw
 }
 
 func truncate(s string, n int) string {
