@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -145,8 +146,8 @@ func (s *server) svcQuotaCheck(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &in); err != nil {
 		return err
 	}
-	if in.Amount < 0 {
-		return errs.Invalid("bad amount", map[string]string{"amount": "must be 0 or more"})
+	if in.Amount < 0 || in.Amount > quota.MaxEventValue {
+		return errs.Invalid("bad amount", map[string]string{"amount": fmt.Sprintf("must be from 0 to %d", quota.MaxEventValue)})
 	}
 	if _, err := s.Tenants.Get(r.Context(), in.TenantID); err != nil {
 		return err
