@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 
@@ -32,11 +34,127 @@ func badBody(field, problem string) error {
 	return errs.Invalid("the request has invalid fields", map[string]string{field: problem})
 }
 
+// Ranges of the numbers a /v1 body may carry.
+const (
+	// MaxOutputTokens bounds max_tokens and max_completion_tokens.
+	MaxOutputTokens = 1_000_000
+	// MaxChoices bounds n and best_of.
+	MaxChoices = 128
+)
+
+// bodyType is the Go type a body of op is decoded into.
+var bodyType = map[wire.Op]reflect.Type{
+	wire.OpChat:       reflect.TypeFor[wire.ChatRequest](),
+	wire.OpCompletion: reflect.TypeFor[completionRequest](),
+	wire.OpEmbedding:  reflect.TypeFor[wire.EmbeddingRequest](),
+}
+
+// caseVariant finds a key of the JSON value raw (decoded into Go type t)
+// that matches one of t's fields only when case is ignored: Go's decoder
+// reads "MAX_TOKENS" (or "max_\u212Aokens", with the Kelvin sign) as
+// max_tokens, an upstream does not, so the gateway would price one request
+// and forward another. It walks into every object and array the decoder
+// fills from raw (messages, tool calls, stream_options, …) and returns the
+// path of the first such key, in key order, and the field's name.
+func caseVariant(raw json.RawMessage, t reflect.Type, path string) (at, field string) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t.Kind() == reflect.Struct:
+		var m map[string]json.RawMessage
+		if json.Unmarshal(raw, &m) != nil {
+			return "", "" // not an object: the decoder said so already
+		}
+		fields := jsonFields(t)
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			sub := k
+			if path != "" {
+				sub = path + "." + k
+			}
+			if ft, ok := fields[k]; ok {
+				if at, field := caseVariant(m[k], ft, sub); at != "" {
+					return at, field
+				}
+				continue
+			}
+			for name := range fields {
+				if strings.EqualFold(k, name) {
+					return sub, name
+				}
+			}
+		}
+	case t.Kind() == reflect.Slice && t != rawMessageType && hasObjects(t.Elem()):
+		var list []json.RawMessage
+		if json.Unmarshal(raw, &list) != nil {
+			return "", ""
+		}
+		for i, v := range list {
+			if at, field := caseVariant(v, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); at != "" {
+				return at, field
+			}
+		}
+	}
+	return "", ""
+}
+
+var (
+	rawMessageType = reflect.TypeFor[json.RawMessage]()
+	fieldsCache    sync.Map // reflect.Type → map[string]reflect.Type
+)
+
+// hasObjects reports whether values of t are decoded from JSON objects
+// (structs, or slices and pointers of them), so caseVariant must look inside.
+func hasObjects(t reflect.Type) bool {
+	for t.Kind() == reflect.Pointer || (t.Kind() == reflect.Slice && t != rawMessageType) {
+		t = t.Elem()
+	}
+	return t.Kind() == reflect.Struct
+}
+
+// jsonFields maps a struct's JSON field names to their types.
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	if f, ok := fieldsCache.Load(t); ok {
+		return f.(map[string]reflect.Type)
+	}
+	out := map[string]reflect.Type{}
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case name == "-" || !f.IsExported():
+			continue
+		case name == "":
+			name = f.Name
+		}
+		out[name] = f.Type
+	}
+	fieldsCache.Store(t, out)
+	return out
+}
+
+// checkCount bounds an optional count from the body to 1..hi.
+func checkCount(field string, v *int64, hi int64) error {
+	if v != nil && (*v < 1 || *v > hi) {
+		return badBody(field, fmt.Sprintf("must be from 1 to %d", hi))
+	}
+	return nil
+}
+
 // parseCall reads and checks the client's body for op.
 func parseCall(op wire.Op, body []byte) (call, error) {
 	cl := call{Call: wire.Call{Op: op, Body: body}, choices: 1}
 	if !json.Valid(body) || len(bytes.TrimSpace(body)) == 0 || bytes.TrimSpace(body)[0] != '{' {
 		return cl, errs.Invalid("the body must be a JSON object", nil)
+	}
+	// What is priced must be what leaves: a key only a case-insensitive
+	// reading maps onto a field would be priced here and ignored upstream.
+	if at, field := caseVariant(body, bodyType[op], ""); at != "" {
+		return cl, badBody(at, "the field is spelt "+field+" (names are case-sensitive)")
 	}
 	switch op {
 	case wire.OpChat:
@@ -57,9 +175,21 @@ func parseCall(op wire.Op, body []byte) (call, error) {
 				return cl, badBody(fmt.Sprintf("messages[%d].content", i), err.Error())
 			}
 		}
+		for _, c := range []struct {
+			field string
+			v     *int64
+		}{{"max_tokens", r.MaxTokens}, {"max_completion_tokens", r.MaxCompletionTokens}} {
+			if err := checkCount(c.field, c.v, MaxOutputTokens); err != nil {
+				return cl, err
+			}
+		}
+		if err := checkCount("n", intPtr64(r.N), MaxChoices); err != nil {
+			return cl, err
+		}
 		cl.Chat, cl.Model, cl.Stream = &r, r.Model, r.Stream
 		cl.includeUsage = r.Stream && r.StreamOptions != nil && r.StreamOptions.IncludeUsage
-		cl.maxOut = r.MaxOutput()
+		// Reserve for the larger of the two caps: upstreams differ in which one wins.
+		cl.maxOut = max(deref(r.MaxTokens), deref(r.MaxCompletionTokens))
 		if r.N != nil {
 			cl.choices = *r.N
 		}
@@ -70,6 +200,15 @@ func parseCall(op wire.Op, body []byte) (call, error) {
 		}
 		if len(r.Prompt) == 0 || string(r.Prompt) == "null" {
 			return cl, badBody("prompt", "is required")
+		}
+		if err := checkCount("max_tokens", r.MaxTokens, MaxOutputTokens); err != nil {
+			return cl, err
+		}
+		if err := checkCount("n", intPtr64(r.N), MaxChoices); err != nil {
+			return cl, err
+		}
+		if err := checkCount("best_of", intPtr64(r.BestOf), MaxChoices); err != nil {
+			return cl, err
 		}
 		cl.completion, cl.Model, cl.Stream = &r, r.Model, r.Stream
 		if r.N != nil {
@@ -82,7 +221,9 @@ func parseCall(op wire.Op, body []byte) (call, error) {
 		if r.MaxTokens != nil {
 			cl.maxOut = *r.MaxTokens
 		} else {
-			cl.maxOut = 16 // OpenAI's default for completions
+			// OpenAI's default for completions; sent upstream, since other
+			// servers' defaults differ.
+			cl.maxOut, cl.OutputCap = 16, 16
 		}
 		// For providers that speak only chat: the same call as one user message.
 		// (A prompt array of several prompts has no chat form: cl.Chat stays nil.)
@@ -112,13 +253,22 @@ func parseCall(op wire.Op, body []byte) (call, error) {
 	if !ValidModel(cl.Model) {
 		return cl, badBody("model", "is not a model name")
 	}
-	if cl.maxOut < 0 {
-		return cl, badBody("max_tokens", "must be 0 or more")
-	}
-	if cl.choices < 1 || cl.choices > 128 {
-		return cl, badBody("n", "must be from 1 to 128")
-	}
 	return cl, nil
+}
+
+func intPtr64(p *int) *int64 {
+	if p == nil {
+		return nil
+	}
+	v := int64(*p)
+	return &v
+}
+
+func deref(p *int64) int64 {
+	if p == nil {
+		return 0
+	}
+	return *p
 }
 
 func jsonProblem(err error) string {
@@ -147,16 +297,8 @@ func (g *Service) redact(cl *call, set *Settings) error {
 	if err := json.Unmarshal(cl.Body, &m); err != nil {
 		return errs.Invalid("the body must be a JSON object", nil)
 	}
-	// Go's decoder matches field names case-insensitively; the upstream does
-	// not. A body with "Messages" beside "messages" would be redacted in one
-	// and sent in the other: refuse it.
-	for k := range m {
-		for _, f := range []string{"messages", "prompt", "input"} {
-			if k != f && strings.EqualFold(k, f) {
-				return badBody(k, "the field is spelt "+f)
-			}
-		}
-	}
+	// Keys that differ from a field only in case were refused by parseCall,
+	// so "messages", "prompt" and "input" here are what the decoder read.
 	redactValue := func(raw json.RawMessage) json.RawMessage {
 		var v any
 		if json.Unmarshal(raw, &v) != nil {
