@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"gorm.io/gorm"
+
+	"github.com/tenantgate/tenantgate/internal/money"
 	"github.com/tenantgate/tenantgate/internal/quota"
 	"github.com/tenantgate/tenantgate/internal/store"
 	"github.com/tenantgate/tenantgate/internal/store/storetest"
@@ -328,6 +332,43 @@ func TestGatewayHugeTokenRate(t *testing.T) {
 					t.Fatalf("tokensPerMinute %d: %d %s", rate, r.Status, r.Raw)
 				}
 			}
+		}
+	})
+}
+
+// TestAmountsAreBounded: amounts from outside have documented ranges (a
+// top-up or a code up to 1,000,000.00, a price up to 1,000,000.00 per
+// million tokens, a key's budget up to 1,000,000,000.00), and no credit may
+// take a balance above 1,000,000,000.00: refused with a 400 naming the
+// field, the whole credit undone (a code stays redeemable).
+func TestAmountsAreBounded(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		x := a.signup("rich")
+		op := a.operator()
+		a.wantField(a.do("POST", "/api/v1/admin/tenants/"+x.ID+"/topups", op, map[string]any{"amount": "1000000.000001", "idempotencyKey": "k0"}, nil), "amount")
+		a.wantField(a.do("POST", "/api/v1/admin/tenants/"+x.ID+"/topups", op, map[string]any{"amount": "9223372036854.775807", "idempotencyKey": "k0"}, nil), "amount")
+		a.wantField(a.do("POST", "/api/v1/admin/redemption-codes", op, map[string]any{"count": 1, "amount": "1000000.01"}, nil), "amount")
+		a.wantField(a.do("PUT", "/api/v1/admin/prices/m", op, map[string]any{"inputPerMTok": "1000000.01", "outputPerMTok": "1"}, nil), "inputPerMTok")
+		a.wantField(a.do("POST", "/api/v1/api-keys", x.OwnerToken, map[string]any{"name": "k", "budget": "1000000000.01"}, nil), "budget")
+		a.want(a.do("POST", "/api/v1/api-keys", x.OwnerToken, map[string]any{"name": "k", "budget": "1000000000.00"}, nil), 201, "")
+
+		// A balance one unit below the cap takes no more.
+		a.want(a.do("POST", "/api/v1/admin/tenants/"+x.ID+"/topups", op, map[string]any{"amount": "5.00", "idempotencyKey": "k1"}, nil), 201, "")
+		storetest.Must(t, a.store.Tx(store.WithTenant(context.Background(), x.ID), func(tx *gorm.DB) error {
+			return tx.Exec("UPDATE billing_accounts SET balance_micros = ? WHERE tenant_id = ?", int64(money.MaxBalance)-1_000_000, x.ID).Error
+		}))
+		a.want(a.do("POST", "/api/v1/admin/tenants/"+x.ID+"/topups", op, map[string]any{"amount": "1.00", "idempotencyKey": "k2"}, nil), 201, "")
+		a.wantField(a.do("POST", "/api/v1/admin/tenants/"+x.ID+"/topups", op, map[string]any{"amount": "0.000001", "idempotencyKey": "k3"}, nil), "amount")
+		code := a.want(a.do("POST", "/api/v1/admin/redemption-codes", op, map[string]any{"count": 1, "amount": "1.00"}, nil), 201, "").Body["codes"].([]any)[0].(string)
+		a.wantField(a.do("POST", "/api/v1/billing/redeem", x.OwnerToken, map[string]any{"code": code}, nil), "amount")
+		if b := a.want(a.do("GET", "/api/v1/billing/balance", x.OwnerToken, nil, nil), 200, "").str("balance"); b != "1000000000.00" {
+			t.Errorf("balance %s, want 1000000000.00", b)
+		}
+		// Nothing of the refused credits stayed: the retried key credits once, the code is still active.
+		a.want(a.do("POST", "/api/v1/admin/tenants/"+x.ID+"/topups", op, map[string]any{"amount": "0.000001", "idempotencyKey": "k3"}, nil), 400, "")
+		if items := a.want(a.do("GET", "/api/v1/admin/redemption-codes", op, nil, nil), 200, "").items(); len(items) != 1 || items[0]["status"] != "active" {
+			t.Errorf("the refused code's state: %v", items)
 		}
 	})
 }
