@@ -368,7 +368,8 @@ func (s *Service) SettleTx(ctx context.Context, tx *gorm.DB, tenantID string, ch
 	for _, k := range keys {
 		var spent []int64
 		if err := tx.Raw(`INSERT INTO key_spend (tenant_id, key_id, spent_micros, revision, updated_at) VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT (tenant_id, key_id) DO UPDATE SET spent_micros = key_spend.spent_micros + excluded.spent_micros,
+			ON CONFLICT (tenant_id, key_id) DO UPDATE SET spent_micros = CASE WHEN key_spend.spent_micros > 9223372036854775807 - excluded.spent_micros
+				THEN 9223372036854775807 ELSE key_spend.spent_micros + excluded.spent_micros END,
 				revision = excluded.revision, updated_at = excluded.updated_at
 			RETURNING spent_micros`, tenantID, k, perKey[k], st.Revision, now).Scan(&spent).Error; err != nil {
 			return nil, err

@@ -494,7 +494,7 @@ func (s *Service) FlushAPICalls(ctx context.Context) (int64, error) {
 			s.callsMu.Unlock()
 			continue
 		}
-		written += n
+		written = money.SatAdd(written, n)
 	}
 	return written, firstErr
 }
