@@ -352,8 +352,8 @@ func (s *Service) CurrentPeriods(ctx context.Context, tenantID string) ([]Period
 	err = s.store.Tx(store.WithTenant(ctx, tenantID), func(tx *gorm.DB) error {
 		for meter, m := range MeteredLimits {
 			start := PeriodStart(m.Period, now)
-			var used int64
-			if err := tx.Model(&counter{}).Select("COALESCE(SUM(value), 0)").Where("meter = ? AND period = ? AND period_start = ?", meter, m.Period, start).
+			var used int64 // one row (the key is tenant, meter, period, start): MAX stays bigint where SUM would be numeric
+			if err := tx.Model(&counter{}).Select("COALESCE(MAX(value), 0)").Where("meter = ? AND period = ? AND period_start = ?", meter, m.Period, start).
 				Scan(&used).Error; err != nil {
 				return err
 			}
