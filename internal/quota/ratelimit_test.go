@@ -256,3 +256,22 @@ func ceilRat(x *big.Rat) int64 {
 	}
 	return q.Int64()
 }
+
+// TestRedisHugeRates: the Redis limiter takes the largest limits a plan may
+// set without error and admits within them.
+func TestRedisHugeRates(t *testing.T) {
+	c := redisClient(t)
+	if c == nil {
+		t.Skip("set TENANTGATE_TEST_REDIS_URL") // Redis-only; CI sets it
+	}
+	l := NewRedisLimiter(c)
+	for _, rate := range []int{60_000_000_001, 1_000_000_000_000_000} {
+		key := "tenant:" + uuid.NewString() + ":tpm"
+		for range 3 {
+			d, err := l.AllowN(context.Background(), key, rate, 1_000_000)
+			if err != nil || !d.Allowed {
+				t.Fatalf("rate %d: %+v, %v", rate, d, err)
+			}
+		}
+	}
+}
