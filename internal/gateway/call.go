@@ -49,63 +49,166 @@ var bodyType = map[wire.Op]reflect.Type{
 	wire.OpEmbedding:  reflect.TypeFor[wire.EmbeddingRequest](),
 }
 
-// caseVariant finds a key of the JSON value raw (decoded into Go type t)
-// that matches one of t's fields only when case is ignored: Go's decoder
-// reads "MAX_TOKENS" (or "max_\u212Aokens", with the Kelvin sign) as
+// caseVariant finds a key of the JSON value b (valid JSON, decoded into Go
+// type t) that matches one of t's fields only when case is ignored: Go's
+// decoder reads "MAX_TOKENS" (or "max_\u212Aokens", with the Kelvin sign) as
 // max_tokens, an upstream does not, so the gateway would price one request
 // and forward another. It walks into every object and array the decoder
-// fills from raw (messages, tool calls, stream_options, …) and returns the
-// path of the first such key, in key order, and the field's name.
-func caseVariant(raw json.RawMessage, t reflect.Type, path string) (at, field string) {
+// fills from b (messages, tool calls, stream_options, …) and returns the
+// path of the first such key and the field's name. It scans the bytes in
+// place: a call allocates nothing here unless a key is unknown.
+func caseVariant(b []byte, t reflect.Type) (at, field string) {
+	var hit *jsonPath
+	hit, field = walkCase(b, t, nil)
+	if hit == nil {
+		return "", ""
+	}
+	return hit.String(), field
+}
+
+// jsonPath is where a key was found, built only when one is.
+type jsonPath struct {
+	parent *jsonPath
+	key    []byte // the raw key (still escaped), or nil for an array index
+	idx    int
+}
+
+func (p *jsonPath) String() string {
+	if p == nil {
+		return ""
+	}
+	s := p.parent.String()
+	if p.key == nil {
+		return fmt.Sprintf("%s[%d]", s, p.idx)
+	}
+	k := unescapeKey(p.key, bytes.IndexByte(p.key, '\\') >= 0)
+	if s == "" {
+		return k
+	}
+	return s + "." + k
+}
+
+func walkCase(b []byte, t reflect.Type, path *jsonPath) (*jsonPath, string) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
+	i := skipSpace(b, 0)
+	if i >= len(b) {
+		return nil, ""
+	}
 	switch {
-	case t.Kind() == reflect.Struct:
-		var m map[string]json.RawMessage
-		if json.Unmarshal(raw, &m) != nil {
-			return "", "" // not an object: the decoder said so already
-		}
+	case t.Kind() == reflect.Struct && b[i] == '{':
 		fields := jsonFields(t)
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			sub := k
-			if path != "" {
-				sub = path + "." + k
+		for i = skipSpace(b, i+1); i < len(b) && b[i] == '"'; {
+			end, escaped := stringEnd(b, i)
+			raw := b[i+1 : end-1]
+			i = skipSpace(b, skipSpace(b, end)+1) // past the colon
+			vend := valueEnd(b, i)
+			ft, ok := fields.types[string(raw)] // no allocation: a map index
+			key := ""
+			if !ok {
+				key = unescapeKey(raw, escaped)
+				ft, ok = fields.types[key]
 			}
-			if ft, ok := fields[k]; ok {
-				if at, field := caseVariant(m[k], ft, sub); at != "" {
-					return at, field
+			if ok {
+				if hasObjects(ft) {
+					if hit, f := walkCase(b[i:vend], ft, &jsonPath{parent: path, key: raw}); hit != nil {
+						return hit, f
+					}
 				}
-				continue
-			}
-			for name := range fields {
-				if strings.EqualFold(k, name) {
-					return sub, name
+			} else {
+				for _, name := range fields.names {
+					if strings.EqualFold(key, name) {
+						return &jsonPath{parent: path, key: raw}, name
+					}
 				}
 			}
+			if i = skipSpace(b, vend); i < len(b) && b[i] == ',' {
+				i = skipSpace(b, i+1)
+			}
 		}
-	case t.Kind() == reflect.Slice && t != rawMessageType && hasObjects(t.Elem()):
-		var list []json.RawMessage
-		if json.Unmarshal(raw, &list) != nil {
-			return "", ""
-		}
-		for i, v := range list {
-			if at, field := caseVariant(v, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); at != "" {
-				return at, field
+	case t.Kind() == reflect.Slice && t != rawMessageType && b[i] == '[' && hasObjects(t.Elem()):
+		for n, i := 0, skipSpace(b, i+1); i < len(b) && b[i] != ']'; n++ {
+			vend := valueEnd(b, i)
+			if hit, f := walkCase(b[i:vend], t.Elem(), &jsonPath{parent: path, idx: n}); hit != nil {
+				return hit, f
+			}
+			if i = skipSpace(b, vend); i < len(b) && b[i] == ',' {
+				i = skipSpace(b, i+1)
 			}
 		}
 	}
-	return "", ""
+	return nil, ""
+}
+
+// unescapeKey is a raw object key as the decoder reads it.
+func unescapeKey(raw []byte, escaped bool) string {
+	if !escaped {
+		return string(raw)
+	}
+	var k string
+	if json.Unmarshal(append(append([]byte{'"'}, raw...), '"'), &k) != nil {
+		return string(raw)
+	}
+	return k
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// stringEnd returns the index after the string that starts at b[i] (a
+// quote), and whether it holds an escape.
+func stringEnd(b []byte, i int) (int, bool) {
+	escaped := false
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			escaped = true
+			j++
+		case '"':
+			return j + 1, escaped
+		}
+	}
+	return len(b), escaped
+}
+
+// valueEnd returns the index after the JSON value that starts at b[i].
+func valueEnd(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		end, _ := stringEnd(b, i)
+		return end
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				end, _ := stringEnd(b, j)
+				j = end - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return len(b)
+	}
+	j := i
+	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
+		j++
+	}
+	return j
 }
 
 var (
 	rawMessageType = reflect.TypeFor[json.RawMessage]()
-	fieldsCache    sync.Map // reflect.Type → map[string]reflect.Type
+	fieldsCache    sync.Map // reflect.Type → *structFields
 )
 
 // hasObjects reports whether values of t are decoded from JSON objects
@@ -117,12 +220,17 @@ func hasObjects(t reflect.Type) bool {
 	return t.Kind() == reflect.Struct
 }
 
-// jsonFields maps a struct's JSON field names to their types.
-func jsonFields(t reflect.Type) map[string]reflect.Type {
+type structFields struct {
+	types map[string]reflect.Type // JSON name → field type
+	names []string
+}
+
+// jsonFields lists a struct's JSON field names and their types.
+func jsonFields(t reflect.Type) *structFields {
 	if f, ok := fieldsCache.Load(t); ok {
-		return f.(map[string]reflect.Type)
+		return f.(*structFields)
 	}
-	out := map[string]reflect.Type{}
+	out := &structFields{types: map[string]reflect.Type{}}
 	for f := range t.Fields() {
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		switch {
@@ -131,8 +239,10 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 		case name == "":
 			name = f.Name
 		}
-		out[name] = f.Type
+		out.types[name] = f.Type
+		out.names = append(out.names, name)
 	}
+	slices.Sort(out.names)
 	fieldsCache.Store(t, out)
 	return out
 }
@@ -153,7 +263,7 @@ func parseCall(op wire.Op, body []byte) (call, error) {
 	}
 	// What is priced must be what leaves: a key only a case-insensitive
 	// reading maps onto a field would be priced here and ignored upstream.
-	if at, field := caseVariant(body, bodyType[op], ""); at != "" {
+	if at, field := caseVariant(body, bodyType[op]); at != "" {
 		return cl, badBody(at, "the field is spelt "+field+" (names are case-sensitive)")
 	}
 	switch op {
