@@ -55,7 +55,7 @@ func (p *Provider) NewRequest(ctx context.Context, t *wire.Target, c *wire.Call)
 	if !ok {
 		return nil, fmt.Errorf("unsupported operation %q", c.Op)
 	}
-	body, err := rewrite(c.Body, t.Model, c.Stream && c.Op != wire.OpEmbedding, p.capField(c.Op), c.OutputCap, c.Op == wire.OpChat && p.flavor == Compatible)
+	body, err := rewrite(c.Body, t.Model, c.Stream && c.Op != wire.OpEmbedding, p.capField(c.Op, t.APIVersion), c.OutputCap, c.Op == wire.OpChat && p.flavor == Compatible)
 	if err != nil {
 		return nil, err
 	}
@@ -95,16 +95,19 @@ func (p *Provider) NewRequest(ctx context.Context, t *wire.Target, c *wire.Call)
 }
 
 // capField is the field an output cap is sent in: max_completion_tokens for
-// OpenAI's and Azure's chat (their reasoning models refuse max_tokens),
-// max_tokens for completions and for compatible servers (which all know it).
-func (p *Provider) capField(op wire.Op) string {
+// OpenAI's and Azure's chat (their reasoning models refuse max_tokens; Azure
+// knows it from api-version 2024-09-01), max_tokens for completions and for
+// compatible servers (which all know it).
+func (p *Provider) capField(op wire.Op, apiVersion string) string {
 	switch {
 	case op == wire.OpEmbedding:
 		return ""
-	case op == wire.OpChat && p.flavor != Compatible:
-		return "max_completion_tokens"
+	case op != wire.OpChat || p.flavor == Compatible:
+		return "max_tokens"
+	case p.flavor == Azure && apiVersion != "" && apiVersion < "2024-09-01":
+		return "max_tokens"
 	}
-	return "max_tokens"
+	return "max_completion_tokens"
 }
 
 // rewrite replaces the model, caps the output at outputCap (in capField)

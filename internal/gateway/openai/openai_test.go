@@ -137,6 +137,7 @@ func TestNewRequestOutputCap(t *testing.T) {
 	}{
 		{"openai chat", New(OpenAI), wire.OpChat, `{` + msgs + `}`, 4096, map[string]any{"max_tokens": nil, "max_completion_tokens": 4096.0}},
 		{"azure chat", New(Azure), wire.OpChat, `{` + msgs + `,"max_tokens":null}`, 4096, map[string]any{"max_tokens": nil, "max_completion_tokens": 4096.0}},
+		{"azure before 2024-09-01", New(Azure), wire.OpChat, `{` + msgs + `}`, 4096, map[string]any{"max_tokens": 4096.0, "max_completion_tokens": nil}},
 		{"compatible chat", New(Compatible), wire.OpChat, `{` + msgs + `}`, 4096, map[string]any{"max_tokens": 4096.0, "max_completion_tokens": nil}},
 		{"openai completion", New(OpenAI), wire.OpCompletion, `{"prompt":"hi"}`, 16, map[string]any{"max_tokens": 16.0, "max_completion_tokens": nil}},
 		{"client's cap", New(OpenAI), wire.OpChat, `{` + msgs + `,"max_tokens":7}`, 0, map[string]any{"max_tokens": 7.0, "max_completion_tokens": nil}},
@@ -145,7 +146,11 @@ func TestNewRequestOutputCap(t *testing.T) {
 		{"embeddings", New(OpenAI), wire.OpEmbedding, `{"input":"hi"}`, 0, map[string]any{"max_tokens": nil, "max_completion_tokens": nil}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			req, err := tc.p.NewRequest(context.Background(), &wire.Target{BaseURL: "http://up/v1", Model: "m"},
+			target := &wire.Target{BaseURL: "http://up/v1", Model: "m"}
+			if strings.Contains(tc.name, "before") {
+				target.APIVersion = "2024-06-01"
+			}
+			req, err := tc.p.NewRequest(context.Background(), target,
 				&wire.Call{Op: tc.op, Body: []byte(tc.body), OutputCap: tc.outputCap})
 			if err != nil {
 				t.Fatal(err)
