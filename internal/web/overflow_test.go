@@ -57,6 +57,10 @@ func TestUsageValuesCannotWrap(t *testing.T) {
 		a.wantField(a.do("POST", "/api/v1/usage/events", x.OwnerToken, map[string]any{"events": []map[string]any{
 			{"id": "w2", "meter": "tokens", "value": 1}, {"id": "w3", "meter": "tokens", "value": big}}}, nil), "events[1].value")
 		a.wantField(a.do("POST", "/internal/metrics/usage", "", map[string]any{"id": "w4", "tenantId": x.ID, "resourceType": "tokens", "value": big}, svc), "value")
+		y := a.signup("wrapper-other")
+		a.wantField(a.do("POST", "/internal/metrics/usage", "", map[string]any{"events": []map[string]any{
+			{"id": "w6", "tenantId": y.ID, "resourceType": "tokens", "value": 1},
+			{"id": "w7", "tenantId": x.ID, "resourceType": "tokens", "value": big}}}, svc), "events[1].value")
 		a.wantField(a.do("POST", "/api/v1/usage/events", x.OwnerToken, map[string]any{"id": "w5", "meter": "tokens", "value": quota.MaxEventValue + 1}, nil), "value")
 		a.wantField(a.do("POST", "/internal/quota/check", "", map[string]any{"tenantId": x.ID, "meter": "tokens", "amount": big}, svc), "amount")
 		// The old attack: two of 2^62 wrapped the counter negative. Now refused, and the limit holds.
