@@ -270,7 +270,7 @@ func parseCall(op wire.Op, body []byte) (call, error) {
 	case wire.OpChat:
 		var r wire.ChatRequest
 		if err := json.Unmarshal(body, &r); err != nil {
-			return cl, errs.Invalid("the body does not match the chat completions request: "+jsonProblem(err), nil)
+			return cl, mismatch("the body does not match the chat completions request: ", err)
 		}
 		if len(r.Messages) == 0 {
 			return cl, badBody("messages", "is required: at least one message")
@@ -306,7 +306,7 @@ func parseCall(op wire.Op, body []byte) (call, error) {
 	case wire.OpCompletion:
 		var r completionRequest
 		if err := json.Unmarshal(body, &r); err != nil {
-			return cl, errs.Invalid("the body does not match the completions request: "+jsonProblem(err), nil)
+			return cl, mismatch("the body does not match the completions request: ", err)
 		}
 		if len(r.Prompt) == 0 || string(r.Prompt) == "null" {
 			return cl, badBody("prompt", "is required")
@@ -350,7 +350,7 @@ func parseCall(op wire.Op, body []byte) (call, error) {
 	case wire.OpEmbedding:
 		var r wire.EmbeddingRequest
 		if err := json.Unmarshal(body, &r); err != nil {
-			return cl, errs.Invalid("the body does not match the embeddings request: "+jsonProblem(err), nil)
+			return cl, mismatch("the body does not match the embeddings request: ", err)
 		}
 		if len(r.Input) == 0 || string(r.Input) == "null" {
 			return cl, badBody("input", "is required: a string or an array of strings")
@@ -379,6 +379,38 @@ func deref(p *int64) int64 {
 		return 0
 	}
 	return *p
+}
+
+// mismatch is the 400 for a body the decoder refused, naming the field
+// when the decoder says which (a number too large for it, a wrong type).
+func mismatch(what string, err error) error {
+	var te *json.UnmarshalTypeError
+	if asType(err, &te) && te.Field != "" {
+		problem := "must be " + jsonType(te.Type.String())
+		switch te.Field {
+		case "max_tokens", "max_completion_tokens":
+			problem = fmt.Sprintf("must be from 1 to %d", MaxOutputTokens)
+		case "n", "best_of":
+			problem = fmt.Sprintf("must be from 1 to %d", MaxChoices)
+		}
+		return errs.Invalid(what+jsonProblem(err), map[string]string{te.Field: problem})
+	}
+	return errs.Invalid(what+jsonProblem(err), nil)
+}
+
+// jsonType names a Go type as a client knows it.
+func jsonType(goType string) string {
+	switch goType {
+	case "int", "int64", "*int", "*int64":
+		return "an integer that fits 64 bits"
+	case "float64", "*float64":
+		return "a number"
+	case "bool":
+		return "true or false"
+	case "string":
+		return "a string"
+	}
+	return "a " + goType
 }
 
 func jsonProblem(err error) string {

@@ -267,6 +267,9 @@ func TestGatewayBoundsCounts(t *testing.T) {
 			{"/v1/completions", `{"model":"gpt-test","prompt":"hi","max_tokens":4611686018427387904,"n":4}`, "max_tokens"},
 			{"/v1/completions", `{"model":"gpt-test","prompt":"hi","max_tokens":10,"best_of":129}`, "best_of"},
 			{"/v1/completions", `{"model":"gpt-test","prompt":"hi","max_tokens":10,"n":-5}`, "n"},
+			{"/v1/chat/completions", `{"model":"gpt-test",` + msgs + `,"max_tokens":18446744073709551616}`, "max_tokens"},
+			{"/v1/chat/completions", `{"model":"gpt-test",` + msgs + `,"max_tokens":1,"n":1e20}`, "n"},
+			{"/v1/completions", `{"model":"gpt-test","prompt":"hi","max_tokens":1,"best_of":2.5}`, "best_of"},
 		} {
 			r := g.raw(t, tc.path, tc.body)
 			e, _ := r.Body["error"].(map[string]any)
