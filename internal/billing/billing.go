@@ -54,6 +54,9 @@ var Kinds = []string{KindTopUp, KindRedemption, KindUsage, KindAdjustment}
 const (
 	// MaxCredit is the most one top-up or one redemption code may credit.
 	MaxCredit money.Micros = 1_000_000 * 1_000_000
+	// MaxBalance is the most a balance may hold; a credit that would take it
+	// higher is refused.
+	MaxBalance = money.MaxBalance
 	// MaxPricePerMTok is the highest price per million tokens.
 	MaxPricePerMTok money.Micros = 1_000_000 * 1_000_000
 	// MaxCodes is the most codes one GenerateCodes call makes.
@@ -318,6 +321,10 @@ func (s *Service) credit(ctx context.Context, tx *gorm.DB, tenantID, kind, refer
 	st, err := s.applyDelta(tx, tenantID, int64(amount), now)
 	if err != nil {
 		return nil, st, false, err
+	}
+	if money.Micros(st.BalanceMicros) > MaxBalance { // the transaction is rolled back
+		return nil, st, false, invalid("amount", fmt.Sprintf("would take the balance to %s; a balance holds at most %s",
+			money.Micros(st.BalanceMicros), MaxBalance))
 	}
 	e.BalanceAfter = money.Micros(st.BalanceMicros)
 	if err := tx.Exec("UPDATE ledger_entries SET balance_after_micros = ? WHERE tenant_id = ? AND id = ?", st.BalanceMicros, tenantID, e.ID).Error; err != nil {

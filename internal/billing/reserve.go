@@ -203,7 +203,10 @@ func (s *Service) Reserve(ctx context.Context, tenantID, keyID string, keyBudget
 }
 
 func (s *Service) reserveLocked(a *account, keyID string, keyBudget *int64, amount int64) (*Hold, error) {
-	available := a.balance - a.held
+	available, ok := money.Sub(a.balance, a.held)
+	if !ok {
+		available = math.MinInt64
+	}
 	if amount > available {
 		return nil, &errs.Error{Kind: errs.KindPaymentRequired, Code: errs.CodeInsufficientBalance,
 			Msg: fmt.Sprintf("the balance is %s %s (%s available after calls in progress) and this call needs up to %s %s; "+
@@ -215,18 +218,35 @@ func (s *Service) reserveLocked(a *account, keyID string, keyBudget *int64, amou
 	var ks *keyState
 	if keyID != "" {
 		ks = a.key(keyID)
-		if keyBudget != nil && amount > *keyBudget-ks.spent-ks.held {
-			left := max(*keyBudget-ks.spent-ks.held, 0)
+		var left int64
+		if keyBudget != nil {
+			var ok bool
+			if left, ok = money.Sub(*keyBudget, money.SatAdd(ks.spent, ks.held)); !ok {
+				left = math.MinInt64
+			}
+		}
+		if keyBudget != nil && amount > left {
+			left = max(left, 0)
 			return nil, &errs.Error{Kind: errs.KindPaymentRequired, Code: errs.CodeKeyBudgetExceeded,
 				Msg: fmt.Sprintf("this API key's budget is %s %s, %s of it is spent or held, and this call needs up to %s %s; "+
-					"raise the key's budget or use another key", money.Micros(*keyBudget), s.currency, money.Micros(ks.spent+ks.held),
+					"raise the key's budget or use another key", money.Micros(*keyBudget), s.currency, money.Micros(money.SatAdd(ks.spent, ks.held)),
 					money.Micros(amount), s.currency),
 				Fields: map[string]string{"budget": money.Micros(*keyBudget).String(), "spent": money.Micros(ks.spent).String(),
 					"remaining": money.Micros(left).String(), "required": money.Micros(amount).String(), "currency": s.currency}}
 		}
-		ks.held += amount
 	}
-	a.held += amount
+	held, ok := money.Add(a.held, amount)
+	if !ok {
+		return nil, invalid("amount", "is too large to hold")
+	}
+	if ks != nil {
+		kh, ok := money.Add(ks.held, amount)
+		if !ok {
+			return nil, invalid("amount", "is too large to hold")
+		}
+		ks.held = kh
+	}
+	a.held = held
 	return &Hold{acct: a, keyID: keyID, amount: amount}, nil
 }
 
@@ -299,12 +319,12 @@ func (s *Service) SettleTx(ctx context.Context, tx *gorm.DB, tenantID string, ch
 		if c.KeyID != "" && !store.ValidID(c.KeyID) {
 			return nil, invalid(fmt.Sprintf("charges[%d].keyId", i), "must be an API key id")
 		}
-		if int64(c.Amount) > math.MaxInt64-sum {
+		var ok bool
+		if sum, ok = money.Add(sum, int64(c.Amount)); !ok {
 			return nil, invalid("charges", "the sum is too large")
 		}
-		sum += int64(c.Amount)
 		if c.KeyID != "" && c.Amount > 0 {
-			perKey[c.KeyID] += int64(c.Amount)
+			perKey[c.KeyID] += int64(c.Amount) // at most sum
 		}
 	}
 	if sum == 0 {
@@ -348,7 +368,8 @@ func (s *Service) SettleTx(ctx context.Context, tx *gorm.DB, tenantID string, ch
 	for _, k := range keys {
 		var spent []int64
 		if err := tx.Raw(`INSERT INTO key_spend (tenant_id, key_id, spent_micros, revision, updated_at) VALUES (?, ?, ?, ?, ?)
-			ON CONFLICT (tenant_id, key_id) DO UPDATE SET spent_micros = key_spend.spent_micros + excluded.spent_micros,
+			ON CONFLICT (tenant_id, key_id) DO UPDATE SET spent_micros = CASE WHEN key_spend.spent_micros > 9223372036854775807 - excluded.spent_micros
+				THEN 9223372036854775807 ELSE key_spend.spent_micros + excluded.spent_micros END,
 				revision = excluded.revision, updated_at = excluded.updated_at
 			RETURNING spent_micros`, tenantID, k, perKey[k], st.Revision, now).Scan(&spent).Error; err != nil {
 			return nil, err

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 
@@ -32,17 +34,243 @@ func badBody(field, problem string) error {
 	return errs.Invalid("the request has invalid fields", map[string]string{field: problem})
 }
 
+// Ranges of the numbers a /v1 body may carry.
+const (
+	// MaxOutputTokens bounds max_tokens and max_completion_tokens.
+	MaxOutputTokens = 1_000_000
+	// MaxChoices bounds n and best_of.
+	MaxChoices = 128
+)
+
+// bodyType is the Go type a body of op is decoded into.
+var bodyType = map[wire.Op]reflect.Type{
+	wire.OpChat:       reflect.TypeFor[wire.ChatRequest](),
+	wire.OpCompletion: reflect.TypeFor[completionRequest](),
+	wire.OpEmbedding:  reflect.TypeFor[wire.EmbeddingRequest](),
+}
+
+// caseVariant finds a key of the JSON value b (valid JSON, decoded into Go
+// type t) that matches one of t's fields only when case is ignored: Go's
+// decoder reads "MAX_TOKENS" (or "max_\u212Aokens", with the Kelvin sign) as
+// max_tokens, an upstream does not, so the gateway would price one request
+// and forward another. It walks into every object and array the decoder
+// fills from b (messages, tool calls, stream_options, …) and returns the
+// path of the first such key and the field's name. It scans the bytes in
+// place: a call allocates nothing here unless a key is unknown.
+func caseVariant(b []byte, t reflect.Type) (at, field string) {
+	var hit *jsonPath
+	hit, field = walkCase(b, t, nil)
+	if hit == nil {
+		return "", ""
+	}
+	return hit.String(), field
+}
+
+// jsonPath is where a key was found, built only when one is.
+type jsonPath struct {
+	parent *jsonPath
+	key    []byte // the raw key (still escaped), or nil for an array index
+	idx    int
+}
+
+func (p *jsonPath) String() string {
+	if p == nil {
+		return ""
+	}
+	s := p.parent.String()
+	if p.key == nil {
+		return fmt.Sprintf("%s[%d]", s, p.idx)
+	}
+	k := unescapeKey(p.key, bytes.IndexByte(p.key, '\\') >= 0)
+	if s == "" {
+		return k
+	}
+	return s + "." + k
+}
+
+func walkCase(b []byte, t reflect.Type, path *jsonPath) (*jsonPath, string) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	i := skipSpace(b, 0)
+	if i >= len(b) {
+		return nil, ""
+	}
+	switch {
+	case t.Kind() == reflect.Struct && b[i] == '{':
+		fields := jsonFields(t)
+		for i = skipSpace(b, i+1); i < len(b) && b[i] == '"'; {
+			end, escaped := stringEnd(b, i)
+			raw := b[i+1 : end-1]
+			i = skipSpace(b, skipSpace(b, end)+1) // past the colon
+			vend := valueEnd(b, i)
+			ft, ok := fields.types[string(raw)] // no allocation: a map index
+			key := ""
+			if !ok {
+				key = unescapeKey(raw, escaped)
+				ft, ok = fields.types[key]
+			}
+			if ok {
+				if hasObjects(ft) {
+					if hit, f := walkCase(b[i:vend], ft, &jsonPath{parent: path, key: raw}); hit != nil {
+						return hit, f
+					}
+				}
+			} else {
+				for _, name := range fields.names {
+					if strings.EqualFold(key, name) {
+						return &jsonPath{parent: path, key: raw}, name
+					}
+				}
+			}
+			if i = skipSpace(b, vend); i < len(b) && b[i] == ',' {
+				i = skipSpace(b, i+1)
+			}
+		}
+	case t.Kind() == reflect.Slice && t != rawMessageType && b[i] == '[' && hasObjects(t.Elem()):
+		for n, i := 0, skipSpace(b, i+1); i < len(b) && b[i] != ']'; n++ {
+			vend := valueEnd(b, i)
+			if hit, f := walkCase(b[i:vend], t.Elem(), &jsonPath{parent: path, idx: n}); hit != nil {
+				return hit, f
+			}
+			if i = skipSpace(b, vend); i < len(b) && b[i] == ',' {
+				i = skipSpace(b, i+1)
+			}
+		}
+	}
+	return nil, ""
+}
+
+// unescapeKey is a raw object key as the decoder reads it.
+func unescapeKey(raw []byte, escaped bool) string {
+	if !escaped {
+		return string(raw)
+	}
+	var k string
+	if json.Unmarshal(append(append([]byte{'"'}, raw...), '"'), &k) != nil {
+		return string(raw)
+	}
+	return k
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// stringEnd returns the index after the string that starts at b[i] (a
+// quote), and whether it holds an escape.
+func stringEnd(b []byte, i int) (int, bool) {
+	escaped := false
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			escaped = true
+			j++
+		case '"':
+			return j + 1, escaped
+		}
+	}
+	return len(b), escaped
+}
+
+// valueEnd returns the index after the JSON value that starts at b[i].
+func valueEnd(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		end, _ := stringEnd(b, i)
+		return end
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				end, _ := stringEnd(b, j)
+				j = end - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return len(b)
+	}
+	j := i
+	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
+		j++
+	}
+	return j
+}
+
+var (
+	rawMessageType = reflect.TypeFor[json.RawMessage]()
+	fieldsCache    sync.Map // reflect.Type → *structFields
+)
+
+// hasObjects reports whether values of t are decoded from JSON objects
+// (structs, or slices and pointers of them), so caseVariant must look inside.
+func hasObjects(t reflect.Type) bool {
+	for t.Kind() == reflect.Pointer || (t.Kind() == reflect.Slice && t != rawMessageType) {
+		t = t.Elem()
+	}
+	return t.Kind() == reflect.Struct
+}
+
+type structFields struct {
+	types map[string]reflect.Type // JSON name → field type
+	names []string
+}
+
+// jsonFields lists a struct's JSON field names and their types.
+func jsonFields(t reflect.Type) *structFields {
+	if f, ok := fieldsCache.Load(t); ok {
+		return f.(*structFields)
+	}
+	out := &structFields{types: map[string]reflect.Type{}}
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case name == "-" || !f.IsExported():
+			continue
+		case name == "":
+			name = f.Name
+		}
+		out.types[name] = f.Type
+		out.names = append(out.names, name)
+	}
+	slices.Sort(out.names)
+	fieldsCache.Store(t, out)
+	return out
+}
+
+// checkCount bounds an optional count from the body to 1..hi.
+func checkCount(field string, v *int64, hi int64) error {
+	if v != nil && (*v < 1 || *v > hi) {
+		return badBody(field, fmt.Sprintf("must be from 1 to %d", hi))
+	}
+	return nil
+}
+
 // parseCall reads and checks the client's body for op.
 func parseCall(op wire.Op, body []byte) (call, error) {
 	cl := call{Call: wire.Call{Op: op, Body: body}, choices: 1}
 	if !json.Valid(body) || len(bytes.TrimSpace(body)) == 0 || bytes.TrimSpace(body)[0] != '{' {
 		return cl, errs.Invalid("the body must be a JSON object", nil)
 	}
+	// What is priced must be what leaves: a key only a case-insensitive
+	// reading maps onto a field would be priced here and ignored upstream.
+	if at, field := caseVariant(body, bodyType[op]); at != "" {
+		return cl, badBody(at, "the field is spelt "+field+" (names are case-sensitive)")
+	}
 	switch op {
 	case wire.OpChat:
 		var r wire.ChatRequest
 		if err := json.Unmarshal(body, &r); err != nil {
-			return cl, errs.Invalid("the body does not match the chat completions request: "+jsonProblem(err), nil)
+			return cl, mismatch("the body does not match the chat completions request: ", err)
 		}
 		if len(r.Messages) == 0 {
 			return cl, badBody("messages", "is required: at least one message")
@@ -57,19 +285,40 @@ func parseCall(op wire.Op, body []byte) (call, error) {
 				return cl, badBody(fmt.Sprintf("messages[%d].content", i), err.Error())
 			}
 		}
+		for _, c := range []struct {
+			field string
+			v     *int64
+		}{{"max_tokens", r.MaxTokens}, {"max_completion_tokens", r.MaxCompletionTokens}} {
+			if err := checkCount(c.field, c.v, MaxOutputTokens); err != nil {
+				return cl, err
+			}
+		}
+		if err := checkCount("n", intPtr64(r.N), MaxChoices); err != nil {
+			return cl, err
+		}
 		cl.Chat, cl.Model, cl.Stream = &r, r.Model, r.Stream
 		cl.includeUsage = r.Stream && r.StreamOptions != nil && r.StreamOptions.IncludeUsage
-		cl.maxOut = r.MaxOutput()
+		// Reserve for the larger of the two caps: upstreams differ in which one wins.
+		cl.maxOut = max(deref(r.MaxTokens), deref(r.MaxCompletionTokens))
 		if r.N != nil {
 			cl.choices = *r.N
 		}
 	case wire.OpCompletion:
 		var r completionRequest
 		if err := json.Unmarshal(body, &r); err != nil {
-			return cl, errs.Invalid("the body does not match the completions request: "+jsonProblem(err), nil)
+			return cl, mismatch("the body does not match the completions request: ", err)
 		}
 		if len(r.Prompt) == 0 || string(r.Prompt) == "null" {
 			return cl, badBody("prompt", "is required")
+		}
+		if err := checkCount("max_tokens", r.MaxTokens, MaxOutputTokens); err != nil {
+			return cl, err
+		}
+		if err := checkCount("n", intPtr64(r.N), MaxChoices); err != nil {
+			return cl, err
+		}
+		if err := checkCount("best_of", intPtr64(r.BestOf), MaxChoices); err != nil {
+			return cl, err
 		}
 		cl.completion, cl.Model, cl.Stream = &r, r.Model, r.Stream
 		if r.N != nil {
@@ -82,7 +331,9 @@ func parseCall(op wire.Op, body []byte) (call, error) {
 		if r.MaxTokens != nil {
 			cl.maxOut = *r.MaxTokens
 		} else {
-			cl.maxOut = 16 // OpenAI's default for completions
+			// OpenAI's default for completions; sent upstream, since other
+			// servers' defaults differ.
+			cl.maxOut, cl.OutputCap = 16, 16
 		}
 		// For providers that speak only chat: the same call as one user message.
 		// (A prompt array of several prompts has no chat form: cl.Chat stays nil.)
@@ -99,7 +350,7 @@ func parseCall(op wire.Op, body []byte) (call, error) {
 	case wire.OpEmbedding:
 		var r wire.EmbeddingRequest
 		if err := json.Unmarshal(body, &r); err != nil {
-			return cl, errs.Invalid("the body does not match the embeddings request: "+jsonProblem(err), nil)
+			return cl, mismatch("the body does not match the embeddings request: ", err)
 		}
 		if len(r.Input) == 0 || string(r.Input) == "null" {
 			return cl, badBody("input", "is required: a string or an array of strings")
@@ -112,13 +363,54 @@ func parseCall(op wire.Op, body []byte) (call, error) {
 	if !ValidModel(cl.Model) {
 		return cl, badBody("model", "is not a model name")
 	}
-	if cl.maxOut < 0 {
-		return cl, badBody("max_tokens", "must be 0 or more")
-	}
-	if cl.choices < 1 || cl.choices > 128 {
-		return cl, badBody("n", "must be from 1 to 128")
-	}
 	return cl, nil
+}
+
+func intPtr64(p *int) *int64 {
+	if p == nil {
+		return nil
+	}
+	v := int64(*p)
+	return &v
+}
+
+func deref(p *int64) int64 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+// mismatch is the 400 for a body the decoder refused, naming the field
+// when the decoder says which (a number too large for it, a wrong type).
+func mismatch(what string, err error) error {
+	var te *json.UnmarshalTypeError
+	if asType(err, &te) && te.Field != "" {
+		problem := "must be " + jsonType(te.Type.String())
+		switch te.Field {
+		case "max_tokens", "max_completion_tokens":
+			problem = fmt.Sprintf("must be from 1 to %d", MaxOutputTokens)
+		case "n", "best_of":
+			problem = fmt.Sprintf("must be from 1 to %d", MaxChoices)
+		}
+		return errs.Invalid(what+jsonProblem(err), map[string]string{te.Field: problem})
+	}
+	return errs.Invalid(what+jsonProblem(err), nil)
+}
+
+// jsonType names a Go type as a client knows it.
+func jsonType(goType string) string {
+	switch goType {
+	case "int", "int64", "*int", "*int64":
+		return "an integer that fits 64 bits"
+	case "float64", "*float64":
+		return "a number"
+	case "bool":
+		return "true or false"
+	case "string":
+		return "a string"
+	}
+	return "a " + goType
 }
 
 func jsonProblem(err error) string {
@@ -147,16 +439,8 @@ func (g *Service) redact(cl *call, set *Settings) error {
 	if err := json.Unmarshal(cl.Body, &m); err != nil {
 		return errs.Invalid("the body must be a JSON object", nil)
 	}
-	// Go's decoder matches field names case-insensitively; the upstream does
-	// not. A body with "Messages" beside "messages" would be redacted in one
-	// and sent in the other: refuse it.
-	for k := range m {
-		for _, f := range []string{"messages", "prompt", "input"} {
-			if k != f && strings.EqualFold(k, f) {
-				return badBody(k, "the field is spelt "+f)
-			}
-		}
-	}
+	// Keys that differ from a field only in case were refused by parseCall,
+	// so "messages", "prompt" and "input" here are what the decoder read.
 	redactValue := func(raw json.RawMessage) json.RawMessage {
 		var v any
 		if json.Unmarshal(raw, &v) != nil {

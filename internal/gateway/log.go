@@ -65,7 +65,7 @@ func (Log) TenantOwned() {}
 
 func (l *Log) fill() *Log {
 	l.Cost = money.Micros(l.CostMicros).String()
-	l.TotalTokens = l.PromptTokens + l.CompletionTokens
+	l.TotalTokens = money.SatAdd(l.PromptTokens, l.CompletionTokens)
 	return l
 }
 
@@ -381,7 +381,7 @@ func (g *Service) persist(ctx context.Context, tenantID string, logs []*Log) err
 			if l.hold != nil || l.CostMicros > 0 {
 				charges = append(charges, billing.Charge{Hold: l.hold, KeyID: l.KeyID, Amount: money.Micros(l.CostMicros)})
 			}
-			tokens += l.PromptTokens + l.CompletionTokens
+			tokens = money.SatAdd(tokens, money.SatAdd(l.PromptTokens, l.CompletionTokens))
 			if l.Op == "chat" && l.Status < 400 {
 				messages++
 			}

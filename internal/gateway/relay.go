@@ -19,6 +19,7 @@ import (
 	"github.com/tenantgate/tenantgate/internal/egress"
 	"github.com/tenantgate/tenantgate/internal/errs"
 	"github.com/tenantgate/tenantgate/internal/gateway/wire"
+	"github.com/tenantgate/tenantgate/internal/money"
 )
 
 // Caller is who calls the relay, as the HTTP pipeline resolved it (the
@@ -45,6 +46,11 @@ const MaxRequestBytes = 32 << 20
 
 // maxAnswerBytes bounds a non-streaming upstream answer.
 const maxAnswerBytes = 64 << 20
+
+// MaxUsageTokens bounds each token count an upstream reports for one call
+// (10^9, far above any real call), so the sums of counts and their cost
+// cannot overflow whatever an upstream (a tenant's own, too) claims.
+const MaxUsageTokens = 1_000_000_000
 
 // call is one relayed request in flight.
 type call struct {
@@ -79,6 +85,11 @@ func (g *Service) Serve(w http.ResponseWriter, r *http.Request, op wire.Op, c Ca
 		return err
 	}
 	cl.caller = c
+	if cl.maxOut == 0 && cl.Op == wire.OpChat {
+		// No cap: reserve for a long answer, and cap the upstream there, so
+		// no answer can settle above its hold.
+		cl.OutputCap = g.opts.DefaultMaxOutput
+	}
 	set := g.settingsFor(c.TenantID)
 	if len(c.KeyModels) > 0 && !slices.Contains(c.KeyModels, cl.Model) {
 		return errs.Forbidden(CodeModelNotAllowed, "this API key may not use the model %q; it may use: %s", cl.Model, strings.Join(c.KeyModels, ", "))
@@ -104,10 +115,13 @@ func (g *Service) Serve(w http.ResponseWriter, r *http.Request, op wire.Op, c Ca
 	var price func(wire.Usage) (int64, error)
 	if slices.ContainsFunc(cands, func(x candidate) bool { return !x.byok }) && g.opts.Billing != nil {
 		out := cl.maxOut
-		if out == 0 && cl.Op != wire.OpEmbedding {
-			out = g.opts.DefaultMaxOutput // no cap set: reserve for a long answer
+		if out == 0 {
+			out = cl.OutputCap // the cap the upstream is sent (0 for embeddings)
 		}
-		out *= int64(cl.choices) // n answers cost n times
+		out, ok := money.Mul(out, int64(cl.choices)) // n answers cost n times
+		if !ok {
+			return badBody("n", "the output this call asks for is too large to price")
+		}
 		est, priced, err := g.opts.Billing.Cost(r.Context(), c.TenantID, cl.Model, cl.estPrompt, 0, out)
 		if err != nil {
 			return err
@@ -322,7 +336,9 @@ func (g *Service) attempt(w http.ResponseWriter, r *http.Request, cl *call, cand
 // tokens durable before the client sees the end of its answer.
 func (g *Service) finish(ctx context.Context, l *Log, u wire.Usage, cand candidate, price func(wire.Usage) (int64, error), hold *billing.Hold,
 	start time.Time, ttft *time.Duration, status int) error {
-	u.PromptTokens, u.CompletionTokens = max(u.PromptTokens, 0), max(u.CompletionTokens, 0)
+	// An upstream's odd figures never fail a finished call, nor wrap a sum:
+	// each count is kept within 0..MaxUsageTokens.
+	u.PromptTokens, u.CompletionTokens = min(max(u.PromptTokens, 0), MaxUsageTokens), min(max(u.CompletionTokens, 0), MaxUsageTokens)
 	u.CachedTokens = min(max(u.CachedTokens, 0), u.PromptTokens) // an upstream's odd figures never fail a finished call
 	l.PromptTokens, l.CachedTokens, l.CompletionTokens = u.PromptTokens, u.CachedTokens, u.CompletionTokens
 	l.Status, l.LatencyMs = status, int(g.now().Sub(start).Milliseconds())
@@ -520,7 +536,7 @@ func (g *Service) release(h *billing.Hold) {
 // admit applies the token-rate and monthly limits before anything is sent.
 func (g *Service) admit(ctx context.Context, cl *call) error {
 	c := cl.caller
-	n := int(cl.estPrompt + min(cl.maxOut, 1<<20))
+	n := int(money.SatAdd(cl.estPrompt, min(cl.maxOut, 1<<20)))
 	if g.opts.Limiter != nil {
 		for _, lim := range []struct {
 			key  string

@@ -102,6 +102,16 @@ func TestParseCall(t *testing.T) {
 		{"embedding", wire.OpEmbedding, `{"model":"e","input":["a","b"]}`, ""},
 		{"embedding no input", wire.OpEmbedding, `{"model":"e"}`, "input"},
 		{"not an object", wire.OpChat, `[1,2]`, "?"},
+		{"max_tokens 0", wire.OpChat, `{"model":"m","max_tokens":0,"messages":[{"role":"user","content":"hi"}]}`, "max_tokens"},
+		{"max_tokens at the top", wire.OpChat, `{"model":"m","max_tokens":1000000,"messages":[{"role":"user","content":"hi"}]}`, ""},
+		{"case-folded top-level key", wire.OpChat, `{"model":"m","Max_Tokens":5,"messages":[{"role":"user","content":"hi"}]}`, "Max_Tokens"},
+		{"case-folded key in a tool call", wire.OpChat, `{"model":"m","messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function","Function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c","content":"x"}]}`, "messages[0].tool_calls[0].Function"},
+		{"case-folded key in a tool", wire.OpChat, `{"model":"m","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"NAME":"f"}}]}`, "tools[0].function.NAME"},
+		{"unknown keys pass", wire.OpChat, `{"model":"m","logit_bias":{"MAX_TOKENS":1},"messages":[{"role":"user","content":"hi","x_Role":1}],"response_format":{"Type":"json_object"}}`, ""},
+		{"escaped exact key", wire.OpChat, `{"model":"m","max\u005ftokens":5,"messages":[{"role":"user","content":"hi"}]}`, ""},
+		{"escaped case-folded key", wire.OpChat, `{"model":"m","MAX\u005fTOKENS":5,"messages":[{"role":"user","content":"hi"}]}`, "MAX_TOKENS"},
+		{"spaces and nesting", wire.OpChat, ` { "model" : "m" , "messages" : [ { "role" : "user" , "content" : [ { "type" : "text" , "text" : "}]\"{" } ] } , { "role":"user","CONTENT":"x"} ] } `, "messages[1].CONTENT"},
+		{"embedding case-folded", wire.OpEmbedding, `{"model":"e","input":"a","Dimensions":3}`, "Dimensions"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseCall(tc.op, []byte(tc.body))
@@ -278,5 +288,20 @@ func TestProbeBackoff(t *testing.T) {
 	want := []time.Duration{1 * time.Second, 3 * time.Second, 7 * time.Second, 15 * time.Second, 23 * time.Second, 31 * time.Second, 39 * time.Second}
 	if diff := cmp.Diff(probedAt, want); diff != "" {
 		t.Errorf("probe times (-got +want):\n%s", diff)
+	}
+}
+
+// BenchmarkParseCall measures reading a typical chat body (the case check
+// included).
+func BenchmarkParseCall(b *testing.B) {
+	body := []byte(`{"model":"gpt-4o-mini","max_tokens":256,"temperature":0.2,"stream":true,"stream_options":{"include_usage":true},"messages":[` +
+		`{"role":"system","content":"You are a helpful assistant. Answer briefly."},` +
+		`{"role":"user","content":"` + strings.Repeat("What is the capital of France? ", 20) + `"},` +
+		`{"role":"assistant","content":"Paris."},{"role":"user","content":"And of Italy?"}]}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := parseCall(wire.OpChat, body); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

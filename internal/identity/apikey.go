@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -199,6 +200,8 @@ func (s *Service) CreateAPIKey(ctx context.Context, in NewAPIKey) (*APIKey, stri
 		m, err := money.Parse(*in.Budget)
 		if err != nil {
 			f.Add("budget", err.Error())
+		} else if m > money.MaxBalance {
+			f.Add("budget", fmt.Sprintf("must be at most %s", money.MaxBalance))
 		}
 		v := int64(m)
 		budget = &v

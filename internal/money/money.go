@@ -15,6 +15,11 @@ type Micros int64
 
 const scale = 1_000_000
 
+// MaxBalance is the most a balance, or an API key's budget, may hold:
+// 1,000,000,000.00 (10^15 micros). Keeping amounts this far below 2^63 keeps
+// every sum of them exact.
+const MaxBalance Micros = 1_000_000_000 * scale
+
 // Parse reads a non-negative decimal string with at most six decimals
 // ("10", "10.5", "0.000001") into micros.
 func Parse(s string) (Micros, error) {

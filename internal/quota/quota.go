@@ -30,6 +30,10 @@ const (
 	CodePlanNotFound            = "PLAN_NOT_FOUND"
 	CodeDowngradeExceeded       = "PLAN_DOWNGRADE_EXCEEDS_USAGE"
 	Unlimited             int64 = -1
+	// MaxLimit is the largest limit a plan or an override may set (10^15);
+	// -1 is unlimited. Bounded so that no limit arithmetic (thresholds,
+	// rate limiters) can overflow, and far below the period counters' cap.
+	MaxLimit int64 = 1_000_000_000_000_000
 )
 
 // Features and limits known to the server; plans may carry others.
@@ -240,8 +244,8 @@ func validateEntries(f errs.Fields, prefix string, features map[string]bool, lim
 		if !planNameRe.MatchString(strings.ToLower(k)) {
 			f.Add(prefix+"limits", fmt.Sprintf("%q is not a limit name", k))
 		}
-		if v < Unlimited {
-			f.Add(prefix+"limits."+k, "must be -1 (unlimited) or a count of 0 or more")
+		if v < Unlimited || v > MaxLimit {
+			f.Add(prefix+"limits."+k, fmt.Sprintf("must be -1 (unlimited) or from 0 to %d", MaxLimit))
 		}
 	}
 }

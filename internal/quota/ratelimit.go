@@ -4,6 +4,7 @@ import (
 	"context"
 	"github.com/tenantgate/tenantgate/internal/errs"
 	"log/slog"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,11 +31,25 @@ type RateLimiter interface {
 }
 
 // MemoryLimiter is GCRA in process memory: for a single server process.
+//
+// It is exact for every rate an int can hold: the theoretical arrival time
+// is kept in whole nanoseconds plus a remainder in 1/perMinute of a
+// nanosecond, and the products are taken in 128 bits, so a rate of more than
+// one unit a nanosecond (over 6e10 a minute) neither divides by zero nor
+// rounds to another rate. A negative rate is unlimited (every request is
+// admitted and nothing is recorded); a rate of 0 admits nothing.
 type MemoryLimiter struct {
 	mu  sync.Mutex
-	tat map[string]time.Time // theoretical arrival time per key
+	tat map[string]gcraState
 	now func() time.Time
 	ops int
+}
+
+// gcraState is one key's theoretical arrival time: ns + rem/per nanoseconds.
+type gcraState struct {
+	ns  int64
+	rem uint64 // < per
+	per uint64 // the rate rem is counted in
 }
 
 // NewMemoryLimiter returns an empty in-memory limiter.
@@ -44,7 +59,7 @@ func NewMemoryLimiter() *MemoryLimiter { return NewMemoryLimiterClock(time.Now) 
 // stop the clock so that a bucket does not refill while a slow machine runs
 // them).
 func NewMemoryLimiterClock(now func() time.Time) *MemoryLimiter {
-	return &MemoryLimiter{tat: map[string]time.Time{}, now: now}
+	return &MemoryLimiter{tat: map[string]gcraState{}, now: now}
 }
 
 // Allow implements RateLimiter.
@@ -52,36 +67,84 @@ func (m *MemoryLimiter) Allow(ctx context.Context, key string, perMinute int) (D
 	return m.AllowN(ctx, key, perMinute, 1)
 }
 
-// AllowN implements RateLimiter.
+const minuteNs = uint64(time.Minute)
+
+// AllowN implements RateLimiter: n units fit when the bucket (a burst of
+// perMinute, refilled at perMinute a minute) holds n. n of 0 or less takes
+// nothing and reports the bucket; n above perMinute never fits.
 func (m *MemoryLimiter) AllowN(_ context.Context, key string, perMinute, n int) (Decision, error) {
-	if perMinute <= 0 {
-		return Decision{Allowed: false, Limit: 0}, nil
+	if perMinute < 0 {
+		return Decision{Allowed: true, Limit: perMinute, Remaining: -1}, nil
 	}
+	if perMinute == 0 {
+		return Decision{Allowed: false, Limit: 0, RetryAfter: time.Minute}, nil
+	}
+	n = max(n, 0)
+	per := uint64(perMinute)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	now := m.now()
-	interval := time.Minute / time.Duration(perMinute)
-	burst := time.Duration(perMinute) * interval
-	tat := m.tat[key]
-	if tat.Before(now) {
-		tat = now
+	now := m.now().UnixNano()
+	st, ok := m.tat[key]
+	if ok && st.per != per && st.rem > 0 { // the rate changed: round the old fraction up
+		st.ns, st.rem = st.ns+1, 0
 	}
-	newTat := tat.Add(time.Duration(n) * interval)
-	allowAt := newTat.Add(-burst)
-	if now.Before(allowAt) {
-		return Decision{Allowed: false, Limit: perMinute, Remaining: 0, RetryAfter: allowAt.Sub(now), ResetAfter: tat.Sub(now)}, nil
+	if !ok || st.ns < now {
+		st.ns, st.rem = now, 0
 	}
-	m.tat[key] = newTat
+	st.per = per
+	resetAfter := time.Duration(st.ns - now)
+	if st.rem > 0 {
+		resetAfter++
+	}
+	if uint64(n) > per {
+		return Decision{Allowed: false, Limit: perMinute, Remaining: remaining(st, now), RetryAfter: time.Minute, ResetAfter: resetAfter}, nil
+	}
+	// n units take n*T, T = one minute / per: q whole nanoseconds and r/per.
+	// n <= per keeps the quotient at most a minute.
+	hi, lo := bits.Mul64(uint64(n), minuteNs)
+	q, r := bits.Div64(hi, lo, per)
+	next := gcraState{ns: st.ns + int64(q), rem: st.rem + r, per: per}
+	if next.rem >= per {
+		next.ns, next.rem = next.ns+1, next.rem-per
+	}
+	// Allowed when the new arrival time is at most a minute (the burst) ahead.
+	ahead := uint64(next.ns - now)
+	if ahead > minuteNs || (ahead == minuteNs && next.rem > 0) {
+		retry := time.Duration(ahead - minuteNs)
+		if next.rem > 0 {
+			retry++
+		}
+		return Decision{Allowed: false, Limit: perMinute, Remaining: 0, RetryAfter: retry, ResetAfter: resetAfter}, nil
+	}
+	m.tat[key] = next
 	m.ops++
 	if m.ops%4096 == 0 { // forget keys whose bucket is full again
-		for k, t := range m.tat {
-			if t.Before(now) {
+		for k, s := range m.tat {
+			if s.ns < now {
 				delete(m.tat, k)
 			}
 		}
 	}
-	remaining := int(now.Sub(newTat.Add(-burst)) / interval)
-	return Decision{Allowed: true, Limit: perMinute, Remaining: remaining, ResetAfter: newTat.Sub(now)}, nil
+	reset := time.Duration(ahead)
+	if next.rem > 0 {
+		reset++
+	}
+	return Decision{Allowed: true, Limit: perMinute, Remaining: remaining(next, now), ResetAfter: reset}, nil
+}
+
+// remaining is how many whole units fit now: (now + minute - tat) / T.
+func remaining(st gcraState, now int64) int {
+	ahead := uint64(st.ns - now) // st.ns >= now
+	if ahead > minuteNs || (ahead == minuteNs && st.rem > 0) {
+		return 0
+	}
+	// ((minute - ahead) * per - rem) / minute, in 128 bits; the quotient is at most per.
+	hi, lo := bits.Mul64(minuteNs-ahead, st.per)
+	var b uint64
+	lo, b = bits.Sub64(lo, st.rem, 0)
+	hi -= b
+	q, _ := bits.Div64(hi, lo, minuteNs)
+	return int(q)
 }
 
 // RedisLimiter is GCRA in Redis (one Lua script, Redis's clock), shared by

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tenantgate/tenantgate/internal/audit"
 	"github.com/tenantgate/tenantgate/internal/errs"
+	"github.com/tenantgate/tenantgate/internal/money"
 	"github.com/tenantgate/tenantgate/internal/store"
 )
 
@@ -81,6 +82,13 @@ var (
 // MaxBatch is the most events one request may carry.
 const MaxBatch = 1000
 
+// MaxEventValue is the largest value one usage event may carry (10^15), and
+// the largest amount /internal/quota/check asks about. A batch adds at most
+// MaxBatch times it to a counter, which fits in 64 bits; the counters
+// saturate at math.MaxInt64 rather than wrap, so many batches cannot wrap
+// them either.
+const MaxEventValue int64 = 1_000_000_000_000_000
+
 // Validate reports the problems of events, field names prefixed by index.
 func (s *Service) validateEvents(evs []Event) error {
 	f := errs.Fields{}
@@ -103,8 +111,8 @@ func (s *Service) validateEvents(evs []Event) error {
 		if !meterRe.MatchString(e.Meter) {
 			f.Add(p+"meter", "must be 1-64 characters of a-z 0-9 _ . - starting with a letter")
 		}
-		if e.Value < 0 {
-			f.Add(p+"value", "must be 0 or more")
+		if e.Value < 0 || e.Value > MaxEventValue {
+			f.Add(p+"value", fmt.Sprintf("must be from 0 to %d", MaxEventValue))
 		}
 		if e.OccurredAt.After(now.Add(5 * time.Minute)) {
 			f.Add(p+"time", "is in the future")
@@ -184,7 +192,7 @@ func (s *Service) Ingest(ctx context.Context, evs []Event) (*IngestResult, error
 			if m, ok := MeteredLimits[ev.Meter]; ok && ev.Value > 0 {
 				start := PeriodStart(m.Period, ev.OccurredAt)
 				k := [2]string{ev.Meter, start.Format(time.RFC3339)}
-				adds[k] += ev.Value
+				adds[k] = money.SatAdd(adds[k], ev.Value)
 				starts[k] = start
 			}
 		}
@@ -255,7 +263,10 @@ func (s *Service) addCountersTx(ctx context.Context, tx *gorm.DB, tenantID strin
 			sb.WriteString("(?, ?, ?, ?, ?)")
 			args = append(args, tenantID, k[0], MeteredLimits[k[0]].Period, starts[k], adds[k])
 		}
-		sb.WriteString(" ON CONFLICT (tenant_id, meter, period, period_start) DO UPDATE SET value = usage_counters.value + excluded.value RETURNING meter, value")
+		// Saturate rather than overflow (bigint out of range on PostgreSQL, a
+		// REAL on SQLite): a counter at the cap is over every limit anyway.
+		sb.WriteString(" ON CONFLICT (tenant_id, meter, period, period_start) DO UPDATE SET value = CASE WHEN usage_counters.value > " +
+			maxCounterSQL + " - excluded.value THEN " + maxCounterSQL + " ELSE usage_counters.value + excluded.value END RETURNING meter, value")
 		var rows []struct {
 			Meter string
 			Value int64
@@ -280,12 +291,15 @@ func (s *Service) addCountersTx(ctx context.Context, tx *gorm.DB, tenantID strin
 				return err
 			}
 		}
-		if err := s.thresholds(ctx, tx, e, k[0], MeteredLimits[k[0]], starts[k], total-add, total); err != nil {
+		if err := s.thresholds(ctx, tx, e, k[0], MeteredLimits[k[0]], starts[k], max(total-add, 0), total); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// maxCounterSQL is math.MaxInt64, where the period counters stop.
+const maxCounterSQL = "9223372036854775807"
 
 // thresholds records crossing 80 % and 100 % of a metered limit.
 func (s *Service) thresholds(ctx context.Context, tx *gorm.DB, e *Entitlements, meter string, m MeteredLimit, start time.Time, before, after int64) error {
@@ -294,7 +308,7 @@ func (s *Service) thresholds(ctx context.Context, tx *gorm.DB, e *Entitlements, 
 		return nil
 	}
 	for _, pct := range []int64{80, 100} {
-		at := (limit*pct + 99) / 100
+		at := money.SatAdd(money.SatMul(limit, pct), 99) / 100
 		if before >= at || after < at {
 			continue
 		}
@@ -338,8 +352,8 @@ func (s *Service) CurrentPeriods(ctx context.Context, tenantID string) ([]Period
 	err = s.store.Tx(store.WithTenant(ctx, tenantID), func(tx *gorm.DB) error {
 		for meter, m := range MeteredLimits {
 			start := PeriodStart(m.Period, now)
-			var used int64
-			if err := tx.Model(&counter{}).Select("COALESCE(SUM(value), 0)").Where("meter = ? AND period = ? AND period_start = ?", meter, m.Period, start).
+			var used int64 // one row (the key is tenant, meter, period, start): MAX stays bigint where SUM would be numeric
+			if err := tx.Model(&counter{}).Select("COALESCE(MAX(value), 0)").Where("meter = ? AND period = ? AND period_start = ?", meter, m.Period, start).
 				Scan(&used).Error; err != nil {
 				return err
 			}
@@ -369,7 +383,7 @@ func (s *Service) CheckPeriod(ctx context.Context, tenantID, meter string, amoun
 		if u.Meter != meter {
 			continue
 		}
-		if u.Max != Unlimited && u.Used+amount > u.Max {
+		if u.Max != Unlimited && money.Exceeds(u.Used, amount, u.Max) {
 			return &u, exceeded(m, u)
 		}
 		return &u, nil
@@ -407,13 +421,18 @@ func (s *Service) Aggregate(ctx context.Context, meter string, from, to time.Tim
 	} else {
 		bucketExpr = map[string]string{"hour": "strftime('%Y-%m-%dT%H:00:00Z', occurred_at)", "day": "strftime('%Y-%m-%dT00:00:00Z', occurred_at)"}[groupBy]
 	}
+	// The sum in two parts, so that it cannot overflow in the database
+	// (SQLite's SUM fails with "integer overflow"; PostgreSQL's is numeric,
+	// which does not scan into int64 past its range): each part stays far
+	// below 2^63 for any number of events, and Go joins them saturating.
 	type row struct {
-		B string
-		V int64
+		B  string
+		Hi int64
+		Lo int64
 	}
 	var rows []row
 	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
-		return tx.Model(&Event{}).Select(bucketExpr+" AS b, SUM(value) AS v").
+		return tx.Model(&Event{}).Select(bucketExpr+" AS b, SUM(value / 1000000000) AS hi, SUM(value % 1000000000) AS lo").
 			Where("meter = ? AND occurred_at >= ? AND occurred_at < ?", meter, from.UTC(), to.UTC()).
 			Group("b").Order("b").Scan(&rows).Error
 	})
@@ -427,8 +446,9 @@ func (s *Service) Aggregate(ctx context.Context, meter string, from, to time.Tim
 		if err != nil {
 			return nil, 0, errs.Internal(err, "aggregate usage")
 		}
-		out = append(out, Bucket{Start: t, Value: r.V})
-		total += r.V
+		v := money.SatAdd(money.SatMul(r.Hi, 1_000_000_000), r.Lo)
+		out = append(out, Bucket{Start: t, Value: v})
+		total = money.SatAdd(total, v)
 	}
 	return out, total, nil
 }
@@ -470,11 +490,11 @@ func (s *Service) FlushAPICalls(ctx context.Context) (int64, error) {
 				firstErr = err
 			}
 			s.callsMu.Lock()
-			s.calls[k] += n
+			s.calls[k] = money.SatAdd(s.calls[k], n)
 			s.callsMu.Unlock()
 			continue
 		}
-		written += n
+		written = money.SatAdd(written, n)
 	}
 	return written, firstErr
 }
@@ -547,7 +567,9 @@ func (s *Service) AddMeteredTx(ctx context.Context, tx *gorm.DB, tenantID string
 	s.periodsMu.Lock()
 	if c, ok := s.periods[tenantID]; ok {
 		for i := range c.uses {
-			c.uses[i].Used += values[c.uses[i].Meter]
+			if v := values[c.uses[i].Meter]; v > 0 {
+				c.uses[i].Used = money.SatAdd(c.uses[i].Used, v)
+			}
 		}
 	}
 	s.periodsMu.Unlock()
@@ -593,7 +615,7 @@ func (s *Service) AllowsMetered(ctx context.Context, tenantID, meter string, amo
 			continue
 		}
 		u.Max = e.Limit(m.Limit)
-		if u.Max != Unlimited && u.Used+amount > u.Max {
+		if u.Max != Unlimited && money.Exceeds(u.Used, amount, u.Max) {
 			return exceeded(m, u)
 		}
 	}

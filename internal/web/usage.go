@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -106,6 +107,21 @@ func (s *server) svcUsage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// Values are checked here, against the request's own indices: Ingest
+	// sees each tenant's events apart and would number them per tenant.
+	f := errs.Fields{}
+	for i, e := range list {
+		if e.Value < 0 || e.Value > quota.MaxEventValue {
+			name := fmt.Sprintf("events[%d].value", i)
+			if len(list) == 1 {
+				name = "value"
+			}
+			f.Add(name, fmt.Sprintf("must be from 0 to %d", quota.MaxEventValue))
+		}
+	}
+	if err := f.Err(); err != nil {
+		return err
+	}
 	byTenant := map[string][]quota.Event{}
 	for _, e := range list {
 		if e.Meter == "" {
@@ -145,8 +161,8 @@ func (s *server) svcQuotaCheck(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &in); err != nil {
 		return err
 	}
-	if in.Amount < 0 {
-		return errs.Invalid("bad amount", map[string]string{"amount": "must be 0 or more"})
+	if in.Amount < 0 || in.Amount > quota.MaxEventValue {
+		return errs.Invalid("bad amount", map[string]string{"amount": fmt.Sprintf("must be from 0 to %d", quota.MaxEventValue)})
 	}
 	if _, err := s.Tenants.Get(r.Context(), in.TenantID); err != nil {
 		return err

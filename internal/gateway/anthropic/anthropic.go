@@ -46,7 +46,7 @@ func (*Provider) NewRequest(ctx context.Context, t *wire.Target, c *wire.Call) (
 	if c.Chat == nil {
 		return nil, errors.New("only chat completions are supported by Anthropic models")
 	}
-	body, err := translateRequest(t.Model, c.Chat, c.Stream)
+	body, err := translateRequest(t.Model, c.CappedChat(), c.Stream)
 	if err != nil {
 		return nil, err
 	}

@@ -272,3 +272,35 @@ func TestNewRequestRefusals(t *testing.T) {
 		}
 	})
 }
+
+// The gateway's output cap replaces the adapter's own default when the
+// client set none, and never a cap the client set.
+func TestNewRequestOutputCap(t *testing.T) {
+	const msgs = `"messages":[{"role":"user","content":"hi"}]`
+	for _, tc := range []struct {
+		name      string
+		client    string
+		outputCap int64
+		want      float64
+	}{
+		{"gateway cap", `{` + msgs + `}`, 1000, 1000},
+		{"client cap wins", `{` + msgs + `,"max_tokens":7}`, 1000, 7},
+		{"no cap at all", `{` + msgs + `}`, 0, 4096},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := chatCall(t, tc.client)
+			c.OutputCap = tc.outputCap
+			req, err := New().NewRequest(t.Context(), testTarget(""), c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := requestBody(t, req).(map[string]any)["max_tokens"]
+			if got != tc.want {
+				t.Errorf("max_tokens %v, want %v", got, tc.want)
+			}
+			if c.Chat.MaxTokens != nil && tc.client == `{`+msgs+`}` {
+				t.Error("the call's own request was changed")
+			}
+		})
+	}
+}

@@ -59,7 +59,7 @@ func (*Provider) NewRequest(ctx context.Context, t *wire.Target, c *wire.Call) (
 		body, err = embedBody(model, c.Embedding)
 		method = "batchEmbedContents"
 	case c.Chat != nil:
-		body, err = chatBody(c.Chat)
+		body, err = chatBody(c.CappedChat())
 		method = "generateContent"
 		if c.Stream {
 			method = "streamGenerateContent"

@@ -391,3 +391,32 @@ func TestSupports(t *testing.T) {
 		t.Errorf("Supports (-got +want):\n%s", diff)
 	}
 }
+
+// The gateway's output cap becomes maxOutputTokens when the client set none.
+func TestNewRequestOutputCap(t *testing.T) {
+	const msgs = `"messages":[{"role":"user","content":"hi"}]`
+	for _, tc := range []struct {
+		name      string
+		client    string
+		outputCap int64
+		want      any
+	}{
+		{"gateway cap", `{` + msgs + `}`, 1000, 1000.0},
+		{"client cap wins", `{` + msgs + `,"max_completion_tokens":7}`, 1000, 7.0},
+		{"no cap", `{` + msgs + `}`, 0, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := chatCall(t, tc.client, false)
+			c.OutputCap = tc.outputCap
+			req, err := New().NewRequest(t.Context(), target, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := generic(t, requestBody(t, req)).(map[string]any)
+			gc, _ := body["generationConfig"].(map[string]any)
+			if got := gc["maxOutputTokens"]; got != tc.want {
+				t.Errorf("maxOutputTokens %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

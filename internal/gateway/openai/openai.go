@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/tenantgate/tenantgate/internal/gateway/wire"
@@ -54,7 +55,7 @@ func (p *Provider) NewRequest(ctx context.Context, t *wire.Target, c *wire.Call)
 	if !ok {
 		return nil, fmt.Errorf("unsupported operation %q", c.Op)
 	}
-	body, err := rewrite(c.Body, t.Model, c.Stream && c.Op != wire.OpEmbedding)
+	body, err := rewrite(c.Body, t.Model, c.Stream && c.Op != wire.OpEmbedding, p.capField(c.Op, t.APIVersion), c.OutputCap, c.Op == wire.OpChat && p.flavor == Compatible)
 	if err != nil {
 		return nil, err
 	}
@@ -93,15 +94,42 @@ func (p *Provider) NewRequest(ctx context.Context, t *wire.Target, c *wire.Call)
 	return req, nil
 }
 
-// rewrite replaces the model and, for streams, asks for usage in the stream,
+// capField is the field an output cap is sent in: max_completion_tokens for
+// OpenAI's and Azure's chat (their reasoning models refuse max_tokens; Azure
+// knows it from api-version 2024-09-01), max_tokens for completions and for
+// compatible servers (which all know it).
+func (p *Provider) capField(op wire.Op, apiVersion string) string {
+	switch {
+	case op == wire.OpEmbedding:
+		return ""
+	case op != wire.OpChat || p.flavor == Compatible:
+		return "max_tokens"
+	case p.flavor == Azure && apiVersion != "" && apiVersion < "2024-09-01":
+		return "max_tokens"
+	}
+	return "max_completion_tokens"
+}
+
+// rewrite replaces the model, caps the output at outputCap (in capField)
+// when the client set no cap (mirror: a chat cap the client set only as
+// max_completion_tokens is also sent as max_tokens), and for streams asks for usage in the stream,
 // leaving every other field exactly as the client sent it.
-func rewrite(body []byte, model string, stream bool) ([]byte, error) {
+func rewrite(body []byte, model string, stream bool, capField string, outputCap int64, mirror bool) ([]byte, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(body, &m); err != nil {
 		return nil, fmt.Errorf("the body is not a JSON object: %w", err)
 	}
 	mb, _ := json.Marshal(model)
 	m["model"] = mb
+	isSet := func(k string) bool { v, ok := m[k]; return ok && string(v) != "null" }
+	switch {
+	case capField == "":
+	case outputCap > 0: // the gateway found no cap the client set: send the one it reserved
+		m[capField] = json.RawMessage(strconv.FormatInt(outputCap, 10))
+	case mirror && isSet("max_completion_tokens") && !isSet("max_tokens"):
+		// A compatible server may know only max_tokens: send the client's cap there too.
+		m["max_tokens"] = m["max_completion_tokens"]
+	}
 	if stream {
 		opts := map[string]json.RawMessage{}
 		if raw, ok := m["stream_options"]; ok && string(raw) != "null" {

@@ -122,3 +122,48 @@ func TestHasObject(t *testing.T) {
 		}
 	}
 }
+
+// The gateway's output cap (for a call whose client set none) goes upstream
+// in the field the upstream reads; a client's own cap is left as sent.
+func TestNewRequestOutputCap(t *testing.T) {
+	const msgs = `"messages":[{"role":"user","content":"hi"}]`
+	for _, tc := range []struct {
+		name      string
+		p         *Provider
+		op        wire.Op
+		body      string
+		outputCap int64
+		want      map[string]any // max_tokens and max_completion_tokens as sent (nil: absent)
+	}{
+		{"openai chat", New(OpenAI), wire.OpChat, `{` + msgs + `}`, 4096, map[string]any{"max_tokens": nil, "max_completion_tokens": 4096.0}},
+		{"azure chat", New(Azure), wire.OpChat, `{` + msgs + `,"max_tokens":null}`, 4096, map[string]any{"max_tokens": nil, "max_completion_tokens": 4096.0}},
+		{"azure before 2024-09-01", New(Azure), wire.OpChat, `{` + msgs + `}`, 4096, map[string]any{"max_tokens": 4096.0, "max_completion_tokens": nil}},
+		{"compatible chat", New(Compatible), wire.OpChat, `{` + msgs + `}`, 4096, map[string]any{"max_tokens": 4096.0, "max_completion_tokens": nil}},
+		{"openai completion", New(OpenAI), wire.OpCompletion, `{"prompt":"hi"}`, 16, map[string]any{"max_tokens": 16.0, "max_completion_tokens": nil}},
+		{"client's cap", New(OpenAI), wire.OpChat, `{` + msgs + `,"max_tokens":7}`, 0, map[string]any{"max_tokens": 7.0, "max_completion_tokens": nil}},
+		{"compatible mirrors max_completion_tokens", New(Compatible), wire.OpChat, `{` + msgs + `,"max_completion_tokens":9}`, 0,
+			map[string]any{"max_tokens": 9.0, "max_completion_tokens": 9.0}},
+		{"embeddings", New(OpenAI), wire.OpEmbedding, `{"input":"hi"}`, 0, map[string]any{"max_tokens": nil, "max_completion_tokens": nil}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			target := &wire.Target{BaseURL: "http://up/v1", Model: "m"}
+			if strings.Contains(tc.name, "before") {
+				target.APIVersion = "2024-06-01"
+			}
+			req, err := tc.p.NewRequest(context.Background(), target,
+				&wire.Call{Op: tc.op, Body: []byte(tc.body), OutputCap: tc.outputCap})
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := io.ReadAll(req.Body)
+			var sent map[string]any
+			if err := json.Unmarshal(raw, &sent); err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]any{"max_tokens": sent["max_tokens"], "max_completion_tokens": sent["max_completion_tokens"]}
+			if diff := cmp.Diff(got, tc.want); diff != "" {
+				t.Errorf("caps sent (-got +want):\n%s\nbody %s", diff, raw)
+			}
+		})
+	}
+}

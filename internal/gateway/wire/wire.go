@@ -50,6 +50,23 @@ type Call struct {
 	Chat      *ChatRequest      // set for OpChat (and OpCompletion turned into chat)
 	Embedding *EmbeddingRequest // set for OpEmbedding
 	Stream    bool
+	// OutputCap, when above 0, is the output-token cap (per answer) the
+	// gateway reserved for a call whose client set none. Adapters must send
+	// it upstream as the provider's own cap, so no answer is longer than
+	// what was reserved. (A cap the client set is in Body and Chat.)
+	OutputCap int64
+}
+
+// CappedChat is Chat with OutputCap applied as max_tokens when the client
+// set no cap: a shallow copy, Chat itself is not changed.
+func (c *Call) CappedChat() *ChatRequest {
+	if c.Chat == nil || c.OutputCap <= 0 || c.Chat.MaxTokens != nil || c.Chat.MaxCompletionTokens != nil {
+		return c.Chat
+	}
+	r := *c.Chat
+	n := c.OutputCap
+	r.MaxTokens = &n
+	return &r
 }
 
 // Result is a non-streaming answer in OpenAI's shape.
