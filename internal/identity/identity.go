@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"gorm.io/gorm"
@@ -30,6 +31,7 @@ type Service struct {
 	now       func() time.Time
 	dummyHash string // verified against when an account does not exist, so timing tells nothing
 	keys      keyCache
+	keyTTL    atomic.Int64 // of a cached key (KeyCacheTTL), in nanoseconds
 	revoked   revocations
 	changed   func(tenantID string) // told when a user's roles or status change
 	quota     Reserver
@@ -93,8 +95,10 @@ func New(s *store.Store, signer *Signer, o Options) *Service {
 	if o.Quota == nil {
 		o.Quota = noQuota{}
 	}
-	return &Service{store: s, signer: signer, pw: o.Password, box: o.Box, kv: o.KV, lockout: o.Lockout,
+	svc := &Service{store: s, signer: signer, pw: o.Password, box: o.Box, kv: o.KV, lockout: o.Lockout,
 		now: func() time.Time { return time.Now().UTC() }, dummyHash: dummy, changed: o.UserChanged, quota: o.Quota}
+	svc.keyTTL.Store(int64(KeyCacheTTL))
+	return svc
 }
 
 // Signer returns the token signer.
@@ -264,10 +268,24 @@ func (s *Service) PermanentRoles(ctx context.Context, userID string) ([]string, 
 	if !store.ValidID(userID) {
 		return nil, false, nil
 	}
-	var u User
+	var roles []string
+	var active bool
 	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
-		return tx.Select("id", "roles", "status").Where("id = ?", userID).Take(&u).Error
+		var err error
+		roles, active, err = s.PermanentRolesTx(tx, userID)
+		return err
 	})
+	return roles, active, err
+}
+
+// PermanentRolesTx is PermanentRoles read through tx, the transaction the
+// caller is in.
+func (s *Service) PermanentRolesTx(tx *gorm.DB, userID string) ([]string, bool, error) {
+	if !store.ValidID(userID) {
+		return nil, false, nil
+	}
+	var u User
+	err := tx.Select("id", "roles", "status").Where("id = ?", userID).Take(&u).Error
 	if store.IsNotFound(err) {
 		return nil, false, nil
 	}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"regexp"
+	"sync/atomic"
 )
 
 // PlatformTenantID is the tenant id under which platform-level rows that live
@@ -22,14 +23,61 @@ type Scope struct {
 
 // WithTenant returns a context whose database accesses are confined to tenantID.
 func WithTenant(ctx context.Context, tenantID string) context.Context {
-	return context.WithValue(ctx, scopeKey{}, Scope{TenantID: tenantID})
+	return context.WithValue(Track(ctx), scopeKey{}, Scope{TenantID: tenantID})
 }
 
 // WithPlatform returns a context whose database accesses may touch every
 // tenant's rows. Only operator endpoints and background jobs take it, and the
 // reason is recorded so the crossing can be audited.
 func WithPlatform(ctx context.Context, reason string) context.Context {
-	return context.WithValue(ctx, scopeKey{}, Scope{Platform: true, Reason: reason})
+	return context.WithValue(Track(ctx), scopeKey{}, Scope{Platform: true, Reason: reason})
+}
+
+type trackKey struct{}
+
+// tracker marks a line of work (a request, one run of a job) while it holds
+// a transaction. Contexts derived from the one that carries it share it, so
+// Tx sees a transaction its caller opened even when the caller passes its
+// own ctx (not the transaction's) further down.
+type tracker struct {
+	open atomic.Int32
+}
+
+// Track returns ctx marked as one line of work whose transactions Tx
+// tracks: Tx refuses to open a transaction with a context whose line of work
+// already holds one (see Tx). A context that already carries a mark keeps it.
+// WithTenant and WithPlatform call it, and the HTTP layer marks every
+// request at its start. Goroutines that open transactions at the same time
+// must not share a line of work: give each its own with Fork.
+func Track(ctx context.Context) context.Context {
+	if _, ok := ctx.Value(trackKey{}).(*tracker); ok {
+		return ctx
+	}
+	return context.WithValue(ctx, trackKey{}, &tracker{})
+}
+
+// Fork returns ctx as a new line of work, for a goroutine that opens
+// transactions beside the one that started it (never from inside a
+// transaction: work done there must use the transaction it is in).
+func Fork(ctx context.Context) context.Context {
+	return context.WithValue(ctx, trackKey{}, &tracker{})
+}
+
+// InTx reports whether ctx's line of work holds a transaction opened by Tx.
+func InTx(ctx context.Context) bool {
+	t, ok := ctx.Value(trackKey{}).(*tracker)
+	return ok && t.open.Load() > 0
+}
+
+// describe names the scope for logs.
+func (s Scope) describe() string {
+	switch {
+	case s.Platform:
+		return "platform (" + s.Reason + ")"
+	case s.TenantID != "":
+		return "tenant " + s.TenantID
+	}
+	return "none"
 }
 
 // ScopeFrom returns the scope in ctx; the zero Scope means none was set.

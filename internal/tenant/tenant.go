@@ -458,7 +458,10 @@ var (
 	colorRe    = regexp.MustCompile(`^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$`)
 )
 
-func (p *Patch) apply(ctx context.Context, s *Service, t *Tenant, f errs.Fields, operator bool) {
+// apply changes t as p says, adding each bad value to f. planKnown tells
+// whether p.Plan is in the catalogue (checked before the caller's
+// transaction began: the catalogue is never read inside it).
+func (p *Patch) apply(t *Tenant, f errs.Fields, operator, planKnown bool) {
 	if p.Name != nil {
 		n := strings.TrimSpace(*p.Name)
 		if n == "" || len(n) > 100 {
@@ -481,7 +484,7 @@ func (p *Patch) apply(ctx context.Context, s *Service, t *Tenant, f errs.Fields,
 		t.ExternalOrgID = emptyNil(*p.ExternalOrgID)
 	}
 	if p.Plan != nil {
-		if !s.cfg.PlanExists(ctx, *p.Plan) {
+		if !planKnown {
 			f.Add("plan", "is not in the plan catalogue")
 		}
 		t.Plan = *p.Plan
@@ -579,6 +582,8 @@ func parseCIDR(s string) (netip.Prefix, error) {
 // Update applies a patch. Operators may change slug and plan; a tenant's own
 // admins may change name, settings, branding and compliance.
 func (s *Service) Update(ctx context.Context, id string, p Patch, operator bool) (*Tenant, error) {
+	// The catalogue is read before the transaction, never inside it.
+	planKnown := p.Plan == nil || s.cfg.PlanExists(ctx, *p.Plan)
 	var out *Tenant
 	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
 		t, err := s.lockTx(tx, id)
@@ -590,7 +595,7 @@ func (s *Service) Update(ctx context.Context, id string, p Patch, operator bool)
 		}
 		before := *t
 		f := errs.Fields{}
-		p.apply(ctx, s, t, f, operator)
+		p.apply(t, f, operator, planKnown)
 		newSlug := ""
 		if p.Slug != nil && operator {
 			newSlug = strings.ToLower(strings.TrimSpace(*p.Slug))
