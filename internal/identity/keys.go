@@ -44,6 +44,7 @@ type Keys struct {
 // LoadKeys reads the active signing key from the database, creating an
 // Ed25519 key on first start. Private keys are stored sealed under the box.
 func LoadKeys(ctx context.Context, s *store.Store, box *secret.Box) (*Keys, error) {
+	ctx = store.WithPlatform(ctx, "signing keys") // the server's own role has no access to signing_keys
 	var rows []signingKey
 	load := func() error {
 		return s.Tx(ctx, func(tx *gorm.DB) error {

@@ -276,6 +276,16 @@ func validateEntries(f errs.Fields, prefix string, features map[string]bool, lim
 	}
 }
 
+// platform is ctx in platform scope, for writes to platform tables (plans,
+// tenants), which only the platform role may make; a platform scope the
+// caller took (an operator's, with its reason) stays.
+func platform(ctx context.Context, why string) context.Context {
+	if store.ScopeFrom(ctx).Platform {
+		return ctx
+	}
+	return store.WithPlatform(ctx, why)
+}
+
 // SavePlan creates or replaces a plan of the catalogue (operators).
 func (s *Service) SavePlan(ctx context.Context, p Plan) (*Plan, error) {
 	f := errs.Fields{}
@@ -299,7 +309,7 @@ func (s *Service) SavePlan(ctx context.Context, p Plan) (*Plan, error) {
 		p.Limits = map[string]int64{}
 	}
 	p.UpdatedAt = s.now()
-	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
+	err := s.store.Tx(platform(ctx, "plan catalogue"), func(tx *gorm.DB) error {
 		var before *Plan
 		var old Plan
 		if err := tx.Where("name = ?", p.Name).Take(&old).Error; err == nil {
@@ -382,7 +392,7 @@ func (s *Service) SetOverrides(ctx context.Context, tenantID string, o Overrides
 	if err := f.Err(); err != nil {
 		return nil, err
 	}
-	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
+	err := s.store.Tx(platform(ctx, "entitlement overrides"), func(tx *gorm.DB) error {
 		var t tenantRow
 		if err := tx.Where("id = ?", tenantID).Take(&t).Error; err != nil {
 			if store.IsNotFound(err) {

@@ -18,7 +18,10 @@ type scopeKey struct{}
 type Scope struct {
 	TenantID string // set for a tenant scope
 	Platform bool   // set for an explicit, audited platform-wide scope
-	Reason   string // why platform scope was taken (for logs and audit)
+	// PlatformRole, with TenantID, runs a tenant scope on the platform
+	// role's connection (WithTenantOnPlatform).
+	PlatformRole bool
+	Reason       string // why platform scope was taken (for logs and audit)
 }
 
 // WithTenant returns a context whose database accesses are confined to tenantID.
@@ -31,6 +34,19 @@ func WithTenant(ctx context.Context, tenantID string) context.Context {
 // reason is recorded so the crossing can be audited.
 func WithPlatform(ctx context.Context, reason string) context.Context {
 	return context.WithValue(Track(ctx), scopeKey{}, Scope{Platform: true, Reason: reason})
+}
+
+// WithTenantOnPlatform returns a context confined to tenantID, as WithTenant,
+// whose transactions run on the platform role's connection. On PostgreSQL the
+// server's own role may not write platform tables (tenants, tenant_slugs,
+// tenant_domains, plans, operators, signing_keys, redemption_codes); the few
+// writes a tenant's own work makes to them (its tenant row and slug at sign-up
+// and when its admins change its settings, an operator's own sessions under
+// PlatformTenantID) take this scope. Row-level security still confines every
+// tenant table to tenantID: app.platform_scope is not set. In single-role mode
+// it is WithTenant.
+func WithTenantOnPlatform(ctx context.Context, tenantID, reason string) context.Context {
+	return context.WithValue(Track(ctx), scopeKey{}, Scope{TenantID: tenantID, PlatformRole: true, Reason: reason})
 }
 
 type trackKey struct{}
@@ -74,6 +90,8 @@ func (s Scope) describe() string {
 	switch {
 	case s.Platform:
 		return "platform (" + s.Reason + ")"
+	case s.TenantID != "" && s.PlatformRole:
+		return "tenant " + s.TenantID + " on the platform role (" + s.Reason + ")"
 	case s.TenantID != "":
 		return "tenant " + s.TenantID
 	}

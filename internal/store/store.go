@@ -217,8 +217,8 @@ func (s *Store) Tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
 	}
 	defer tr.open.Store(0)
 	db := s.db
-	if scope.Platform && s.plat != nil {
-		db = s.plat // only the platform role may see across tenants
+	if (scope.Platform || scope.PlatformRole) && s.plat != nil {
+		db = s.plat // only the platform role may see across tenants or write platform tables
 	}
 	err := db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if s.dialect == Postgres {
@@ -280,13 +280,16 @@ func redactURL(raw string) string {
 }
 
 // LockTenantTx serialises changes that must see a consistent view of a
-// tenant's users (the last-owner rule) by locking the tenant's row until tx
-// ends. SQLite transactions already take the write lock up front.
+// tenant (the last-owner rule, quota reservations, plan changes) with a
+// transaction-level advisory lock on the tenant's id, held until tx ends. A
+// row lock (SELECT … FOR UPDATE) would need UPDATE on tenants, which the
+// server's role does not have. SQLite transactions already take the write
+// lock up front.
 func (s *Store) LockTenantTx(tx *gorm.DB, tenantID string) error {
 	if s.dialect != Postgres {
 		return nil
 	}
-	return tx.Exec("SELECT id FROM tenants WHERE id = ? FOR UPDATE", tenantID).Error
+	return tx.Exec("SELECT pg_advisory_xact_lock(hashtextextended('tenantgate:tenant:' || ?::text, 0))", tenantID).Error
 }
 
 // Read runs fn in a transaction confined to ctx's scope and returns its value.

@@ -219,6 +219,22 @@ func (s *Service) forget(id string) {
 
 func platform(ctx context.Context, why string) context.Context { return store.WithPlatform(ctx, why) }
 
+// writeScope is the scope of a change to tenant id's row: the server's own
+// role may not write platform tables, so a tenant's change to its own row
+// (its admins' settings, branding, compliance) runs on the platform role,
+// still confined to the tenant; a platform scope stays as it is. A tenant
+// scope never changes another tenant's row.
+func writeScope(ctx context.Context, id, why string) (context.Context, error) {
+	sc := store.ScopeFrom(ctx)
+	switch {
+	case sc.Platform:
+		return ctx, nil
+	case sc.TenantID != "" && sc.TenantID != id:
+		return nil, notFound(fmt.Sprintf("with id %q", id))
+	}
+	return store.WithTenantOnPlatform(ctx, id, why), nil
+}
+
 // Get reads a tenant by id (any status).
 func (s *Service) Get(ctx context.Context, id string) (*Tenant, error) {
 	if !store.ValidID(id) {
@@ -365,7 +381,9 @@ func (s *Service) Create(ctx context.Context, in Signup, provision Provision) (*
 	t := &Tenant{ID: uuid.Must(uuid.NewV7()).String(), Slug: in.Slug, Name: in.Name, Status: StatusProvisioning, Plan: in.Plan,
 		DeploymentMode: ModeShared, Settings: Settings{Timezone: "UTC", Locale: "en", Currency: "USD"},
 		Compliance: Compliance{IPAllowlist: []string{}}, TrialEndsAt: &trialEnds, CreatedAt: now, UpdatedAt: now}
-	ctx = store.WithTenant(ctx, t.ID)
+	// The tenant's row and slug are platform tables: the platform role writes
+	// them; the owner and everything else provisioned is confined to the tenant.
+	ctx = store.WithTenantOnPlatform(ctx, t.ID, "sign-up")
 	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
 		if err := tx.Create(t).Error; err != nil {
 			return err
@@ -584,8 +602,12 @@ func parseCIDR(s string) (netip.Prefix, error) {
 func (s *Service) Update(ctx context.Context, id string, p Patch, operator bool) (*Tenant, error) {
 	// The catalogue is read before the transaction, never inside it.
 	planKnown := p.Plan == nil || s.cfg.PlanExists(ctx, *p.Plan)
+	ctx, err := writeScope(ctx, id, "tenant update")
+	if err != nil {
+		return nil, err
+	}
 	var out *Tenant
-	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
+	err = s.store.Tx(ctx, func(tx *gorm.DB) error {
 		t, err := s.lockTx(tx, id)
 		if err != nil {
 			return err
@@ -638,6 +660,11 @@ func (s *Service) lockTx(tx *gorm.DB, id string) (*Tenant, error) {
 	if !store.ValidID(id) {
 		return nil, notFound(fmt.Sprintf("with id %q", id))
 	}
+	// The advisory lock serialises this change with the tenant's quota
+	// reservations, which cannot lock the row (the server's role may not).
+	if err := s.store.LockTenantTx(tx, id); err != nil {
+		return nil, err
+	}
 	var t Tenant
 	q := tx.Where("id = ?", id)
 	if s.store.Dialect() == store.Postgres {
@@ -666,8 +693,12 @@ const (
 // Transition performs a lifecycle action. An action the current status does
 // not allow answers 409 INVALID_STATE_TRANSITION.
 func (s *Service) Transition(ctx context.Context, id, action, reason string) (*Tenant, error) {
+	ctx, err := writeScope(ctx, id, "tenant lifecycle")
+	if err != nil {
+		return nil, err
+	}
 	var out *Tenant
-	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
+	err = s.store.Tx(ctx, func(tx *gorm.DB) error {
 		t, err := s.lockTx(tx, id)
 		if err != nil {
 			return err
