@@ -222,7 +222,7 @@ func TestEveryWriteRouteWithColdCaches(t *testing.T) {
 			"limits": map[string]int64{"users": 3}, "sortOrder": 90}, nil, 200)
 		pc := step("POST", "/api/v1/admin/channels", op, map[string]any{"name": "cold-platform", "provider": "openai",
 			"baseUrl": up.URL + "/v1", "keys": []string{up.key}, "models": []string{"gpt-cold"}}, nil, 201)
-		step("PATCH", "/api/v1/admin/channels/"+pc.str("id"), op, map[string]any{"priority": 5}, nil, 200)
+		step("PATCH", "/api/v1/admin/channels/"+pc.str("id"), op, map[string]any{"priority": 5, "plans": []string{"pro", "enterprise"}}, nil, 200)
 		step("POST", "/api/v1/admin/channels/"+pc.str("id")+"/test", op, nil, nil, 200)
 		step("DELETE", "/api/v1/admin/channels/"+pc.str("id"), op, nil, nil, 204)
 
