@@ -46,7 +46,8 @@ func matchRoute(pattern, path string) bool {
 // transaction inside the first used to wait on SQLite for its own write lock
 // until the 10 s busy timeout and then answer 500 (POST /api/v1/users with
 // an expired plan catalogue); the store now refuses such a transaction and
-// counts it. Every route must succeed, fast, with no refusal counted.
+// counts it. Every route must succeed, fast, with no refusal counted; then
+// every GET route is read once, none failing on our side or nesting either.
 func TestEveryWriteRouteWithColdCaches(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, d store.Dialect) {
 		inner := newFakeOpenAI(t, "sk-upstream")
@@ -225,6 +226,43 @@ func TestEveryWriteRouteWithColdCaches(t *testing.T) {
 		step("PATCH", "/api/v1/admin/channels/"+pc.str("id"), op, map[string]any{"priority": 5, "plans": []string{"pro", "enterprise"}}, nil, 200)
 		step("POST", "/api/v1/admin/channels/"+pc.str("id")+"/test", op, nil, nil, 200)
 		step("DELETE", "/api/v1/admin/channels/"+pc.str("id"), op, nil, nil, 204)
+
+		// Every read route too, each with the caller it is for: none may fail
+		// on our side or open a transaction inside another.
+		for _, rt := range (&server{}).routes() {
+			if rt.method != http.MethodGet {
+				continue
+			}
+			path := strings.NewReplacer("{tenant_slug}", x.Slug, "{name}", "pro", "{model...}", "gpt-test").Replace(rt.path)
+			id := x.UserID
+			switch {
+			case strings.Contains(path, "/channels/"):
+				id = g.chanID
+			case strings.Contains(path, "/tenants/"):
+				id = x.ID
+			case strings.HasPrefix(path, "/api/v1/roles/"):
+				id = rbac.BuiltinRoleID("admin")
+			}
+			path = strings.ReplaceAll(path, "{id}", id)
+			tok, h := x.OwnerToken, hdr(nil)
+			switch {
+			case rt.access == serviceOnly:
+				tok, h = "", svc
+				path += "?tenantId=" + x.ID
+			case rt.access == platformOnly:
+				tok = op
+			case strings.HasPrefix(path, "/v1/"):
+				tok = g.key
+			}
+			before := a.store.NestedTx()
+			r := a.do("GET", path, tok, nil, h)
+			if r.Status >= 500 {
+				t.Errorf("GET %s: %d %s", path, r.Status, r.Raw)
+			}
+			if n := a.store.NestedTx() - before; n != 0 {
+				t.Errorf("GET %s opened %d transaction(s) inside a transaction", path, n)
+			}
+		}
 
 		for _, w := range writes {
 			if !walked[w] {
