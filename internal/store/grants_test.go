@@ -121,6 +121,15 @@ func TestRolesHoldOnlyTheirGrants(t *testing.T) {
 		}
 	}
 
+	// The schema owner as the platform role (or the server's) keeps what it holds: it runs the migrations.
+	var schemaOwner string
+	storetest.Must(t, owner.SQL().QueryRow("SELECT tableowner FROM pg_tables WHERE tablename = 'goose_db_version'").Scan(&schemaOwner))
+	ownerBefore := grants(t, owner.SQL(), schemaOwner)
+	storetest.Must(t, owner.GrantApp(ctx, schemaOwner, schemaOwner))
+	if diff := cmp.Diff(ownerBefore, grants(t, owner.SQL(), schemaOwner)); diff != "" {
+		t.Errorf("the schema owner's grants changed (-before +after):\n%s", diff)
+	}
+
 	// Single-role mode: the one role also does platform work, so it has the platform grants.
 	single := "tg_single_" + strings.TrimPrefix(db.AppRole, "tg_app_")
 	_, err = owner.SQL().Exec("CREATE ROLE " + single + " NOLOGIN NOSUPERUSER NOBYPASSRLS")

@@ -130,7 +130,14 @@ func (s *Store) GrantApp(ctx context.Context, role, platformRole string) error {
 	if platformRole != "" {
 		roles = append(roles, platformRole)
 	}
+	var owner string
+	if err := s.sqlDB.QueryRowContext(ctx, "SELECT tableowner FROM pg_tables WHERE schemaname = 'public' AND tablename = 'tenants'").Scan(&owner); err != nil {
+		return fmt.Errorf("find the schema owner: %w", err)
+	}
 	for _, r := range roles {
+		if r == owner {
+			continue // the owner holds everything (and keeps it: it runs the migrations)
+		}
 		q := quoteIdent(r)
 		stmts := []string{
 			"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM " + q,
