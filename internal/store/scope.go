@@ -79,12 +79,6 @@ func Fork(ctx context.Context) context.Context {
 	return context.WithValue(ctx, trackKey{}, &tracker{})
 }
 
-// InTx reports whether ctx's line of work holds a transaction opened by Tx.
-func InTx(ctx context.Context) bool {
-	t, ok := ctx.Value(trackKey{}).(*tracker)
-	return ok && t.open.Load() > 0
-}
-
 // describe names the scope for logs.
 func (s Scope) describe() string {
 	switch {
