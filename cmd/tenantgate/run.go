@@ -474,8 +474,9 @@ func migrate(ctx context.Context, cfg config, args []string, stdout, stderr io.W
 		platformRole := userOf(cfg.PlatformURL)
 		if platformRole == "" {
 			platformRole = appRole
-			fmt.Fprintf(stdout, "note: no TENANTGATE_PLATFORM_DATABASE_URL, so %s also does cross-tenant work (single-role mode);\n"+
-				"      give that work its own role so SQL injected into a tenant query cannot reach other tenants\n", appRole)
+			fmt.Fprintf(stdout, "note: no TENANTGATE_PLATFORM_DATABASE_URL, so %s also does cross-tenant work and writes the platform\n"+
+				"      tables (single-role mode: it gets the platform role's grants); give that work its own role so SQL\n"+
+				"      injected into a tenant query can neither reach other tenants nor write operators or signing keys\n", appRole)
 		}
 		grantTo := appRole
 		if appRole == userOf(ownerCfg.DatabaseURL) {

@@ -83,7 +83,8 @@ type Service struct {
 	now           func() time.Time
 	log           *slog.Logger
 	currency      string
-	ttl           time.Duration
+	ttl           atomic.Int64 // of an in-memory balance (BalanceTTL), in nanoseconds
+	priceTTL      atomic.Int64 // of the price table (PriceCacheTTL), in nanoseconds
 	webhookSecret string
 
 	amu      sync.Mutex
@@ -107,8 +108,19 @@ func New(s *store.Store, o Options) *Service {
 	if o.BalanceTTL <= 0 {
 		o.BalanceTTL = 5 * time.Second
 	}
-	return &Service{store: s, now: func() time.Time { return o.Now().UTC() }, log: o.Log, currency: o.Currency, ttl: o.BalanceTTL,
+	svc := &Service{store: s, now: func() time.Time { return o.Now().UTC() }, log: o.Log, currency: o.Currency,
 		webhookSecret: o.WebhookSecret, accounts: map[string]*account{}}
+	svc.ttl.Store(int64(o.BalanceTTL))
+	svc.priceTTL.Store(int64(PriceCacheTTL))
+	return svc
+}
+
+// SetCacheTTL sets how long the price table and in-memory balances are
+// trusted; 0 reads them on every use (tests use it to prove that no path
+// depends on a warm cache).
+func (s *Service) SetCacheTTL(d time.Duration) {
+	s.ttl.Store(int64(d))
+	s.priceTTL.Store(int64(d))
 }
 
 // Currency is the currency of new accounts.

@@ -86,7 +86,7 @@ func (t *priceTable) lookup(tenantID, model string) (Price, bool) {
 // PriceCacheTTL (one caller reads; the others meanwhile use the older table).
 func (s *Service) priceTable(ctx context.Context) (*priceTable, error) {
 	pt := s.prices.Load()
-	if pt != nil && s.now().Sub(pt.at) < PriceCacheTTL {
+	if pt != nil && s.now().Sub(pt.at) < time.Duration(s.priceTTL.Load()) {
 		return pt, nil
 	}
 	if pt != nil {
@@ -97,7 +97,7 @@ func (s *Service) priceTable(ctx context.Context) (*priceTable, error) {
 		s.pricesMu.Lock()
 	}
 	defer s.pricesMu.Unlock()
-	if cur := s.prices.Load(); cur != nil && s.now().Sub(cur.at) < PriceCacheTTL {
+	if cur := s.prices.Load(); cur != nil && s.now().Sub(cur.at) < time.Duration(s.priceTTL.Load()) {
 		return cur, nil
 	}
 	fresh, err := s.readPrices(ctx)

@@ -80,7 +80,7 @@ func (s *Service) acct(tenantID string) *account {
 			if !a.mu.TryLock() {
 				continue
 			}
-			if a.held == 0 && now.Sub(a.loadedAt) >= s.ttl {
+			if a.held == 0 && now.Sub(a.loadedAt) >= time.Duration(s.ttl.Load()) {
 				a.evicted = true
 				delete(s.accounts, id)
 			}
@@ -99,7 +99,7 @@ func (s *Service) warm(ctx context.Context, a *account) error {
 	fresh := func() (bool, bool) {
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		return a.loaded && s.now().Sub(a.loadedAt) < s.ttl, a.loaded
+		return a.loaded && s.now().Sub(a.loadedAt) < time.Duration(s.ttl.Load()), a.loaded
 	}
 	ok, loaded := fresh()
 	if ok {

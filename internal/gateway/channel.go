@@ -445,6 +445,19 @@ func (s *Service) Channel(ctx context.Context, owner, id string) (*Channel, erro
 // UpdateChannel changes one of owner's channels. Enabling a channel clears
 // an automatic disablement.
 func (s *Service) UpdateChannel(ctx context.Context, owner, id string, in ChannelInput) (*Channel, error) {
+	// The plan catalogue is read before the transaction, never inside it (a
+	// second transaction there waits on this one): the plans the input names
+	// are checked now; the ones the channel already has were checked when set.
+	checked := map[string]bool{}
+	if exists := s.planExists(ctx); exists != nil {
+		for _, p := range in.Plans {
+			checked[p] = exists(p)
+		}
+	}
+	known := func(p string) bool {
+		ok, seen := checked[p]
+		return ok || !seen
+	}
 	var c *Channel
 	err := s.store.Tx(ownerCtx(ctx, owner), func(tx *gorm.DB) error {
 		var err error
@@ -456,7 +469,7 @@ func (s *Service) UpdateChannel(ctx context.Context, owner, id string, in Channe
 		if err != nil {
 			return err
 		}
-		keys, headers, err := in.apply(c, false, c.Platform(), s.planExists(ctx))
+		keys, headers, err := in.apply(c, false, c.Platform(), known)
 		if err != nil {
 			return err
 		}

@@ -335,6 +335,11 @@ type keyEntry struct {
 // KeyCacheTTL is how long a verified key is trusted without a database read.
 const KeyCacheTTL = 30 * time.Second
 
+// SetCacheTTL sets how long a verified API key is trusted without a database
+// read (KeyCacheTTL); 0 reads it on every use (tests use it to prove that no
+// path depends on a warm cache).
+func (s *Service) SetCacheTTL(d time.Duration) { s.keyTTL.Store(int64(d)) }
+
 func (c *keyCache) get(hash string, now time.Time) (*keyEntry, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -378,7 +383,7 @@ func (s *Service) AuthenticateKey(ctx context.Context, tok, clientIP string) (*K
 	now := s.now()
 	e, hit := s.keys.get(hash, now)
 	if !hit {
-		e = &keyEntry{exp: now.Add(KeyCacheTTL)}
+		e = &keyEntry{exp: now.Add(time.Duration(s.keyTTL.Load()))}
 		err := s.store.Tx(store.WithTenant(ctx, tenantID), func(tx *gorm.DB) error {
 			var k APIKey
 			if err := tx.Where("secret_hash = ?", hash).Take(&k).Error; err != nil {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"gorm.io/gorm"
@@ -32,6 +33,7 @@ type Service struct {
 	dummyHash string // verified against when an account does not exist, so timing tells nothing
 	keys      keyCache
 	keyUse    keyUse
+	keyTTL    atomic.Int64 // of a cached key (KeyCacheTTL), in nanoseconds
 	revoked   revocations
 	changed   func(tenantID string) // told when a user's roles or status change
 	quota     Reserver
@@ -139,8 +141,10 @@ func New(s *store.Store, signer *Signer, o Options) *Service {
 	if clock == nil {
 		clock = time.Now
 	}
-	return &Service{store: s, signer: signer, pw: o.Password, box: o.Box, kv: o.KV, lockout: o.Lockout,
+	svc := &Service{store: s, signer: signer, pw: o.Password, box: o.Box, kv: o.KV, lockout: o.Lockout,
 		now: func() time.Time { return clock().UTC() }, dummyHash: dummy, changed: o.UserChanged, quota: o.Quota}
+	svc.keyTTL.Store(int64(KeyCacheTTL))
+	return svc
 }
 
 // Signer returns the token signer.
@@ -323,7 +327,8 @@ func (s *Service) PermanentRoles(ctx context.Context, userID string) ([]string, 
 	return roles, active, err
 }
 
-// PermanentRolesTx is PermanentRoles in tx (an unknown user has none).
+// PermanentRolesTx is PermanentRoles read through tx, the transaction the
+// caller is in.
 func (s *Service) PermanentRolesTx(tx *gorm.DB, userID string) ([]string, bool, error) {
 	if !store.ValidID(userID) {
 		return nil, false, nil

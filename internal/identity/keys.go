@@ -44,6 +44,7 @@ type Keys struct {
 // LoadKeys reads the active signing key from the database, creating an
 // Ed25519 key on first start. Private keys are stored sealed under the box.
 func LoadKeys(ctx context.Context, s *store.Store, box *secret.Box) (*Keys, error) {
+	ctx = store.WithPlatform(ctx, "signing keys") // the server's own role has no access to signing_keys
 	var rows []signingKey
 	load := func() error {
 		return s.Tx(ctx, func(tx *gorm.DB) error {
@@ -165,7 +166,9 @@ func (k *Keys) SignJWT(typ string, claims map[string]any) (string, error) {
 // secrets sealed under some master key. A database not migrated yet holds none.
 func HasSigningKeys(ctx context.Context, s *store.Store) (bool, error) {
 	var n int64
-	err := s.Tx(ctx, func(tx *gorm.DB) error {
+	// The platform role: the server's own has no access to signing_keys (and
+	// PostgreSQL hides a table from a role without privileges on it).
+	err := s.Tx(store.WithPlatform(ctx, "look for sealed secrets"), func(tx *gorm.DB) error {
 		if !tx.Migrator().HasTable("signing_keys") {
 			return nil
 		}

@@ -88,7 +88,7 @@ func (s *Service) getOperatorTx(tx *gorm.DB, id string) (*Operator, error) {
 // LoginOperator checks an operator's password and starts a platform session.
 func (s *Service) LoginOperator(ctx context.Context, email, password string) (*Operator, *Tokens, error) {
 	email = NormalizeEmail(email)
-	ctx = store.WithTenant(ctx, store.PlatformTenantID)
+	ctx = sessionScope(ctx, store.PlatformTenantID) // operators are read and written by the platform role only
 	var op *Operator
 	var tokens *Tokens
 	var failure error

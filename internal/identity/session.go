@@ -124,6 +124,16 @@ func (s *Service) IssueUserTokensTx(ctx context.Context, tx *gorm.DB, u *User, a
 	return s.tokens(ctx, tx, c, u.TenantID, SubjectUser)
 }
 
+// sessionScope is the scope of work on a session of tenantID: the tenant's,
+// or for an operator's session (store.PlatformTenantID) the platform
+// tenant's on the platform role, the only role that may read operators.
+func sessionScope(ctx context.Context, tenantID string) context.Context {
+	if tenantID == store.PlatformTenantID {
+		return store.WithTenantOnPlatform(ctx, tenantID, "operator session")
+	}
+	return store.WithTenant(ctx, tenantID)
+}
+
 var errBadRefresh = errs.Unauthenticated(errs.CodeTokenInvalid, "the refresh token is not valid; log in again")
 
 // Refresh rotates a refresh token: the presented one is spent and a new pair
@@ -133,7 +143,7 @@ func (s *Service) Refresh(ctx context.Context, tok string) (*Tokens, error) {
 	if !ok {
 		return nil, errBadRefresh
 	}
-	ctx = store.WithTenant(ctx, tenantID)
+	ctx = sessionScope(ctx, tenantID)
 	var out *Tokens
 	var failure error
 	var ended string
@@ -220,7 +230,7 @@ func (s *Service) Logout(ctx context.Context, tok string) error {
 	if !ok {
 		return errBadRefresh
 	}
-	ctx = store.WithTenant(ctx, tenantID)
+	ctx = sessionScope(ctx, tenantID)
 	var sid string
 	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
 		var rt refreshToken
@@ -245,7 +255,7 @@ func (s *Service) Logout(ctx context.Context, tok string) error {
 
 // LogoutSession ends one session by id (from the access token's sid).
 func (s *Service) LogoutSession(ctx context.Context, tenantID, sessionID string) error {
-	ctx = store.WithTenant(ctx, tenantID)
+	ctx = sessionScope(ctx, tenantID)
 	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
 		if err := revokeSessionTx(tx, sessionID, "logout", s.now()); err != nil {
 			return err

@@ -95,9 +95,11 @@ type Service struct {
 	store *store.Store
 	now   func() time.Time
 
-	mu      sync.Mutex
-	plans   map[string]Plan
-	plansAt time.Time
+	mu        sync.Mutex
+	ttl       time.Duration // of the catalogue and the entitlements (PlanCacheTTL)
+	periodTTL time.Duration // of the cached periods (periodCacheTTL)
+	plans     map[string]Plan
+	plansAt   time.Time
 	// counters count the current use of countable resources, registered by
 	// the packages that own them (users by identity, roles by rbac, …).
 	counters map[string]func(tx *gorm.DB) (int64, error)
@@ -151,7 +153,7 @@ func (s *Service) Cached(ctx context.Context, tenantID string) (*Entitlements, e
 	if len(s.ents) > 100000 {
 		clear(s.ents)
 	}
-	s.ents[tenantID] = cachedEnt{e: e, exp: now.Add(PlanCacheTTL)}
+	s.ents[tenantID] = cachedEnt{e: e, exp: now.Add(s.ttl)}
 	s.mu.Unlock()
 	return e, nil
 }
@@ -163,7 +165,20 @@ const PlanCacheTTL = 10 * time.Second
 // New builds the service.
 func New(s *store.Store) *Service {
 	return &Service{store: s, now: func() time.Time { return time.Now().UTC() }, counters: map[string]func(*gorm.DB) (int64, error){},
-		ents: map[string]cachedEnt{}, calls: map[callKey]int64{}, periods: map[string]cachedPeriods{}}
+		ents: map[string]cachedEnt{}, calls: map[callKey]int64{}, periods: map[string]cachedPeriods{},
+		ttl: PlanCacheTTL, periodTTL: periodCacheTTL}
+}
+
+// SetCacheTTL sets how long the catalogue, entitlements and current periods
+// are cached; 0 reads them on every use (tests use it to prove that no path
+// depends on a warm cache).
+func (s *Service) SetCacheTTL(d time.Duration) {
+	s.mu.Lock()
+	s.ttl = d
+	s.mu.Unlock()
+	s.periodsMu.Lock()
+	s.periodTTL = d
+	s.periodsMu.Unlock()
 }
 
 // RegisterCounter says how to count a countable resource inside a tenant's
@@ -176,7 +191,7 @@ func (s *Service) RegisterCounter(resource string, count func(tx *gorm.DB) (int6
 
 // Plans returns the catalogue, cheapest first.
 func (s *Service) Plans(ctx context.Context) ([]Plan, error) {
-	m, err := s.catalogue(ctx)
+	m, err := s.catalogue(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -187,16 +202,25 @@ func (s *Service) Plans(ctx context.Context) ([]Plan, error) {
 	return out, nil
 }
 
-func (s *Service) catalogue(ctx context.Context) (map[string]Plan, error) {
+// catalogue returns the plan catalogue, from the cache or read through tx,
+// the transaction the caller is in (nil: a transaction of its own).
+func (s *Service) catalogue(ctx context.Context, tx *gorm.DB) (map[string]Plan, error) {
 	s.mu.Lock()
-	if s.plans != nil && s.now().Sub(s.plansAt) < PlanCacheTTL {
+	if s.plans != nil && s.now().Sub(s.plansAt) < s.ttl {
 		m := s.plans
 		s.mu.Unlock()
 		return m, nil
 	}
 	s.mu.Unlock()
 	var list []Plan
-	if err := s.store.Tx(ctx, func(tx *gorm.DB) error { return tx.Find(&list).Error }); err != nil {
+	read := func(tx *gorm.DB) error { return tx.Find(&list).Error }
+	var err error
+	if tx != nil {
+		err = read(tx)
+	} else {
+		err = s.store.Tx(ctx, read)
+	}
+	if err != nil {
 		return nil, errs.Internal(err, "read the plan catalogue")
 	}
 	m := map[string]Plan{}
@@ -211,7 +235,7 @@ func (s *Service) catalogue(ctx context.Context) (map[string]Plan, error) {
 
 // PlanExists reports whether a plan is in the catalogue.
 func (s *Service) PlanExists(ctx context.Context, name string) bool {
-	m, err := s.catalogue(ctx)
+	m, err := s.catalogue(ctx, nil)
 	if err != nil {
 		return false
 	}
@@ -221,7 +245,13 @@ func (s *Service) PlanExists(ctx context.Context, name string) bool {
 
 // Plan returns one plan.
 func (s *Service) Plan(ctx context.Context, name string) (*Plan, error) {
-	m, err := s.catalogue(ctx)
+	return s.planTx(ctx, nil, name)
+}
+
+// planTx is Plan read through tx, the transaction the caller is in (nil:
+// a transaction of its own).
+func (s *Service) planTx(ctx context.Context, tx *gorm.DB, name string) (*Plan, error) {
+	m, err := s.catalogue(ctx, tx)
 	if err != nil {
 		return nil, err
 	}
@@ -250,6 +280,16 @@ func validateEntries(f errs.Fields, prefix string, features map[string]bool, lim
 	}
 }
 
+// platform is ctx in platform scope, for writes to platform tables (plans,
+// tenants), which only the platform role may make; a platform scope the
+// caller took (an operator's, with its reason) stays.
+func platform(ctx context.Context, why string) context.Context {
+	if store.ScopeFrom(ctx).Platform {
+		return ctx
+	}
+	return store.WithPlatform(ctx, why)
+}
+
 // SavePlan creates or replaces a plan of the catalogue (operators).
 func (s *Service) SavePlan(ctx context.Context, p Plan) (*Plan, error) {
 	f := errs.Fields{}
@@ -273,7 +313,7 @@ func (s *Service) SavePlan(ctx context.Context, p Plan) (*Plan, error) {
 		p.Limits = map[string]int64{}
 	}
 	p.UpdatedAt = s.now()
-	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
+	err := s.store.Tx(platform(ctx, "plan catalogue"), func(tx *gorm.DB) error {
 		var before *Plan
 		var old Plan
 		if err := tx.Where("name = ?", p.Name).Take(&old).Error; err == nil {
@@ -307,11 +347,26 @@ func (s *Service) Entitlements(ctx context.Context, tenantID string) (*Entitleme
 		}
 		return nil, errs.Internal(err, "read the tenant's plan")
 	}
-	return s.compute(ctx, t)
+	return s.compute(ctx, nil, t)
 }
 
-func (s *Service) compute(ctx context.Context, t tenantRow) (*Entitlements, error) {
-	p, err := s.Plan(ctx, t.Plan)
+// EntitlementsTx is Entitlements read through tx, for work inside an open
+// transaction (which must never open a second one).
+func (s *Service) EntitlementsTx(ctx context.Context, tx *gorm.DB, tenantID string) (*Entitlements, error) {
+	var t tenantRow
+	if err := tx.Select("id", "plan", "entitlement_overrides").Where("id = ?", tenantID).Take(&t).Error; err != nil {
+		if store.IsNotFound(err) {
+			return nil, errs.NotFound(errs.CodeTenantNotFound, "no tenant with id %q", tenantID)
+		}
+		return nil, errs.Internal(err, "read the tenant's plan")
+	}
+	return s.compute(ctx, tx, t)
+}
+
+// compute applies the tenant's overrides to its plan, reading the catalogue
+// through tx when the caller is inside a transaction (nil: outside one).
+func (s *Service) compute(ctx context.Context, tx *gorm.DB, t tenantRow) (*Entitlements, error) {
+	p, err := s.planTx(ctx, tx, t.Plan)
 	if err != nil {
 		return nil, err
 	}
@@ -341,7 +396,7 @@ func (s *Service) SetOverrides(ctx context.Context, tenantID string, o Overrides
 	if err := f.Err(); err != nil {
 		return nil, err
 	}
-	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
+	err := s.store.Tx(platform(ctx, "entitlement overrides"), func(tx *gorm.DB) error {
 		var t tenantRow
 		if err := tx.Where("id = ?", tenantID).Take(&t).Error; err != nil {
 			if store.IsNotFound(err) {
@@ -408,7 +463,7 @@ func (s *Service) Reserve(ctx context.Context, tx *gorm.DB, resource string) err
 	if err := tx.Select("id", "plan", "entitlement_overrides").Where("id = ?", tenantID).Take(&t).Error; err != nil {
 		return err
 	}
-	e, err := s.compute(ctx, t)
+	e, err := s.compute(ctx, tx, t) // through tx: a second transaction here would wait on this one
 	if err != nil {
 		return err
 	}
@@ -446,7 +501,7 @@ func (s *Service) CheckPlanChange(ctx context.Context, tenantID, plan string) er
 		return errs.NotFound(errs.CodeTenantNotFound, "no tenant with id %q", tenantID)
 	}
 	t.Plan = p.Name
-	e, err := s.compute(ctx, t)
+	e, err := s.compute(ctx, nil, t)
 	if err != nil {
 		return err
 	}

@@ -208,14 +208,14 @@ func (s *Service) Ingest(ctx context.Context, evs []Event) (*IngestResult, error
 // transaction: from the cache even if it just expired, since opening a
 // second transaction there would wait on the first (SQLite holds its one
 // write lock from BEGIN). Callers warm the cache before they begin.
-func (s *Service) cachedInTx(ctx context.Context, tenantID string) (*Entitlements, error) {
+func (s *Service) cachedInTx(ctx context.Context, tx *gorm.DB, tenantID string) (*Entitlements, error) {
 	s.mu.Lock()
 	c, ok := s.ents[tenantID]
 	s.mu.Unlock()
 	if ok {
 		return c.e, nil
 	}
-	return s.Cached(ctx, tenantID) // not warmed: correct, but it nests a transaction
+	return s.EntitlementsTx(ctx, tx, tenantID) // not warmed: read through the open transaction
 }
 
 // Warm loads the tenant's entitlements into the cache, so metering inside
@@ -287,7 +287,7 @@ func (s *Service) addCountersTx(ctx context.Context, tx *gorm.DB, tenantID strin
 		total, add := totals[k], adds[k]
 		if e == nil {
 			var err error
-			if e, err = s.cachedInTx(ctx, tenantID); err != nil {
+			if e, err = s.cachedInTx(ctx, tx, tenantID); err != nil {
 				return err
 			}
 		}
@@ -590,8 +590,8 @@ func (s *Service) AllowsMetered(ctx context.Context, tenantID, meter string, amo
 			if err != nil {
 				return nil, err
 			}
-			c := cachedPeriods{uses: uses, exp: s.now().Add(periodCacheTTL)}
 			s.periodsMu.Lock()
+			c := cachedPeriods{uses: uses, exp: s.now().Add(s.periodTTL)}
 			s.periods[tenantID] = c
 			s.periodsMu.Unlock()
 			return c, nil

@@ -112,6 +112,7 @@ func builtinByID(id string) (string, bool) {
 // transaction.
 type UserDirectory interface {
 	PermanentRoles(ctx context.Context, userID string) (roles []string, active bool, err error)
+	// PermanentRolesTx reads them through tx, the transaction the caller is in.
 	PermanentRolesTx(tx *gorm.DB, userID string) (roles []string, active bool, err error)
 }
 
@@ -203,6 +204,15 @@ func (e *Engine) SetClock(now func() time.Time) {
 	e.now = func() time.Time { return now().UTC() }
 }
 
+// SetCacheTTL sets how long a decision input is cached (CacheTTL); 0 reads
+// it on every decision (tests use it to prove that no path depends on a
+// warm cache).
+func (e *Engine) SetCacheTTL(d time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.ttl = d
+}
+
 // Invalidate drops every cached decision input of a tenant; the identity
 // service calls it when a user's roles or status change.
 func (e *Engine) Invalidate(tenantID string) {
@@ -214,6 +224,14 @@ func (e *Engine) Invalidate(tenantID string) {
 // effective returns a user's grants now: permanent built-ins, assignments
 // valid at this moment, and every ancestor of each custom role.
 func (e *Engine) effective(ctx context.Context, tenantID, userID string) (*effectiveEntry, bool, error) {
+	return e.effectiveTx(ctx, nil, tenantID, userID)
+}
+
+// effectiveTx is effective for work inside an open transaction: on a cache
+// miss it reads through tx (nil: a transaction of its own), and what it reads
+// through a caller's transaction is not cached (that transaction may still
+// change it or roll back).
+func (e *Engine) effectiveTx(ctx context.Context, tx *gorm.DB, tenantID, userID string) (*effectiveEntry, bool, error) {
 	key := tenantID + ":" + userID
 	now := e.now()
 	e.mu.Lock()
@@ -222,71 +240,78 @@ func (e *Engine) effective(ctx context.Context, tenantID, userID string) (*effec
 		e.mu.Unlock()
 		return c, true, nil
 	}
+	ttl := e.ttl
 	e.mu.Unlock()
 
-	entry := &effectiveEntry{version: ver, exp: now.Add(e.ttl)}
-	tctx := store.WithTenant(ctx, tenantID)
-	perm, active, err := e.users.PermanentRoles(tctx, userID)
-	if err != nil {
-		return nil, false, err
-	}
-	entry.ok = active
-	if active {
+	entry := &effectiveEntry{version: ver, exp: now.Add(ttl)}
+	load := func(tx *gorm.DB) error {
+		perm, active, err := e.users.PermanentRolesTx(tx, userID)
+		if err != nil {
+			return err
+		}
+		entry.ok = active
+		if !active {
+			return nil
+		}
 		for _, name := range perm {
 			for _, g := range builtinRecord(name).Grants {
 				entry.add(effectiveGrant{role: name, grant: g})
 			}
 		}
-		err = e.store.Tx(tctx, func(tx *gorm.DB) error {
-			var as []Assignment
-			if err := tx.Where("user_id = ? AND is_active = ?", userID, true).Find(&as).Error; err != nil {
-				return err
-			}
-			var customs []RoleRecord
-			if err := tx.Find(&customs).Error; err != nil {
-				return err
-			}
-			byID := map[string]RoleRecord{}
-			for _, r := range customs {
-				byID[r.ID] = r
-			}
-			for _, a := range as {
-				// The cache must not outlive a boundary of any assignment.
-				for _, b := range []*time.Time{a.ValidFrom, a.ValidUntil} {
-					if b != nil && b.After(now) && b.Before(entry.exp) {
-						entry.exp = *b
-					}
-				}
-				if (a.ValidFrom != nil && now.Before(*a.ValidFrom)) || (a.ValidUntil != nil && !now.Before(*a.ValidUntil)) {
-					continue
-				}
-				if name, ok := builtinByID(a.RoleID); ok {
-					for _, g := range builtinRecord(name).Grants {
-						entry.add(effectiveGrant{role: name, grant: g, validUntil: a.ValidUntil})
-					}
-					continue
-				}
-				seen := map[string]bool{}
-				for id := a.RoleID; id != "" && !seen[id]; {
-					seen[id] = true
-					r, ok := byID[id]
-					if !ok || !r.IsActive {
-						break
-					}
-					for _, g := range r.Grants {
-						entry.add(effectiveGrant{role: r.Name, grant: g, validUntil: a.ValidUntil})
-					}
-					id = ""
-					if r.ParentRoleID != nil {
-						id = *r.ParentRoleID
-					}
+		var as []Assignment
+		if err := tx.Where("user_id = ? AND is_active = ?", userID, true).Find(&as).Error; err != nil {
+			return err
+		}
+		var customs []RoleRecord
+		if err := tx.Find(&customs).Error; err != nil {
+			return err
+		}
+		byID := map[string]RoleRecord{}
+		for _, r := range customs {
+			byID[r.ID] = r
+		}
+		for _, a := range as {
+			// The cache must not outlive a boundary of any assignment.
+			for _, b := range []*time.Time{a.ValidFrom, a.ValidUntil} {
+				if b != nil && b.After(now) && b.Before(entry.exp) {
+					entry.exp = *b
 				}
 			}
-			return nil
-		})
-		if err != nil {
+			if (a.ValidFrom != nil && now.Before(*a.ValidFrom)) || (a.ValidUntil != nil && !now.Before(*a.ValidUntil)) {
+				continue
+			}
+			if name, ok := builtinByID(a.RoleID); ok {
+				for _, g := range builtinRecord(name).Grants {
+					entry.add(effectiveGrant{role: name, grant: g, validUntil: a.ValidUntil})
+				}
+				continue
+			}
+			seen := map[string]bool{}
+			for id := a.RoleID; id != "" && !seen[id]; {
+				seen[id] = true
+				r, ok := byID[id]
+				if !ok || !r.IsActive {
+					break
+				}
+				for _, g := range r.Grants {
+					entry.add(effectiveGrant{role: r.Name, grant: g, validUntil: a.ValidUntil})
+				}
+				id = ""
+				if r.ParentRoleID != nil {
+					id = *r.ParentRoleID
+				}
+			}
+		}
+		return nil
+	}
+	if tx != nil {
+		if err := load(tx); err != nil {
 			return nil, false, err
 		}
+		return entry, false, nil
+	}
+	if err := e.store.Tx(store.WithTenant(ctx, tenantID), load); err != nil {
+		return nil, false, err
 	}
 	e.mu.Lock()
 	if len(e.cache) > 100000 {
@@ -433,6 +458,11 @@ func (e *Engine) EffectivePermissions(ctx context.Context, tenantID, userID stri
 	if err != nil {
 		return nil, err
 	}
+	return entry.unconditional(), nil
+}
+
+// unconditional lists the permissions the entry grants without conditions.
+func (entry *effectiveEntry) unconditional() []string {
 	out := []string{}
 	for p, pg := range entry.byPerm {
 		if len(pg.roles) > 0 {
@@ -445,7 +475,7 @@ func (e *Engine) EffectivePermissions(ctx context.Context, tenantID, userID stri
 		}
 	}
 	sort.Strings(out)
-	return out, nil
+	return out
 }
 
 var roleNameRe = regexp.MustCompile(`^[a-z][a-z0-9_.-]{1,62}$`)
@@ -555,15 +585,16 @@ func (e *Engine) ancestorGrantsTx(tx *gorm.DB, parent *string) ([]Grant, error) 
 // callerHolds refuses grants the acting user does not hold unconditionally:
 // nobody can create, change or assign a role to get more than they have.
 // A held "res:*" covers every action of res; a granted "res:*" needs "res:*".
-func (e *Engine) callerHolds(ctx context.Context, grants []Grant) error {
+func (e *Engine) callerHolds(ctx context.Context, tx *gorm.DB, grants []Grant) error {
 	a := actor.From(ctx)
 	if a == nil || a.Type != actor.TypeUser {
 		return nil // operators, services and the system
 	}
-	mine, err := e.EffectivePermissions(ctx, store.TenantFrom(ctx), a.ID)
+	entry, _, err := e.effectiveTx(ctx, tx, store.TenantFrom(ctx), a.ID)
 	if err != nil {
 		return err
 	}
+	mine := entry.unconditional()
 	for _, g := range grants {
 		if !slices.ContainsFunc(mine, func(p string) bool { return matches(p, g.Permission) }) {
 			return errs.Forbidden(CodeInvalidRoleAssignment, "the role would grant %s, which you do not hold", g.Permission)
@@ -613,7 +644,7 @@ func (e *Engine) SaveRole(ctx context.Context, id string, in NewRole) (*RoleReco
 		if err != nil {
 			return err
 		}
-		if err := e.callerHolds(ctx, append(slices.Clone(in.Permissions), inherited...)); err != nil {
+		if err := e.callerHolds(ctx, tx, append(slices.Clone(in.Permissions), inherited...)); err != nil {
 			return err
 		}
 		r.Name, r.DisplayName, r.Description, r.Level, r.ParentRoleID = in.Name, in.DisplayName, in.Description, in.Level, in.ParentRoleID
@@ -742,7 +773,7 @@ func (e *Engine) Assign(ctx context.Context, userID string, in NewAssignment) (*
 		if err != nil {
 			return err
 		}
-		if err := e.callerHolds(ctx, append(slices.Clone(r.Grants), inherited...)); err != nil {
+		if err := e.callerHolds(ctx, tx, append(slices.Clone(r.Grants), inherited...)); err != nil {
 			return errs.Forbidden(CodeInvalidRoleAssignment, "you cannot assign %s: %s", r.Name, err.(*errs.Error).Msg)
 		}
 		// The rank rules: the role and the user may not rank above the caller.

@@ -88,29 +88,71 @@ func (s *Store) Status(ctx context.Context) (MigrationStatus, error) {
 	return st, nil
 }
 
-// GrantApp gives a PostgreSQL login role what the server needs and nothing
-// more: data access on every table, no ownership, so row-level security
-// applies to it. It is run by `tenantgate migrate` as the owner.
+// platformOnlyTables are the platform tables the server's own role may not
+// even read: operator accounts, signing keys (sealed) and redemption codes.
+// Platform work (store.WithPlatform, WithTenantOnPlatform) reaches them
+// through the platform role.
+var platformOnlyTables = []string{"operators", "signing_keys", "redemption_codes"}
+
+// GrantApp gives the PostgreSQL login roles what the server needs and
+// nothing more, with no ownership, so row-level security applies to them. It
+// is run by `tenantgate migrate` as the owner, and first revokes whatever
+// the roles held on the tables, so a re-run also takes back an older grant.
 //
-// platformRole is the role platform-scope work connects as; it gets the same
-// grants and is registered in platform_roles, the only roles whose
-// app.platform_scope row-level security honours. It may equal role
-// (single-role mode) or be empty (no platform role registered).
+// role (the server's, TENANTGATE_DATABASE_URL) does tenant work: it reads
+// and writes the tenant tables (TenantTables), only reads the platform
+// tables tenant work looks up (tenants, tenant_slugs, tenant_domains, plans,
+// platform_roles, goose_db_version), and has no access to operators,
+// signing_keys and redemption_codes, so SQL injected into tenant work can
+// neither mint an operator or a signing key nor change a tenant's plan.
+//
+// platformRole (TENANTGATE_PLATFORM_DATABASE_URL) does platform work: it
+// reads and writes every table but goose_db_version and platform_roles, and
+// is registered in platform_roles, the only roles whose app.platform_scope
+// row-level security honours. It may equal role (single-role mode: the one
+// role then has the platform role's grants, since it also does platform
+// work) or be empty (no platform role registered).
 func (s *Store) GrantApp(ctx context.Context, role, platformRole string) error {
 	if s.dialect != Postgres {
 		return nil
 	}
-	for _, r := range []string{role, platformRole} {
-		if r == "" {
-			continue
+	quoted := func(tables []string) string {
+		q := make([]string, len(tables))
+		for i, t := range tables {
+			q[i] = quoteIdent(t)
+		}
+		return strings.Join(q, ", ")
+	}
+	var roles []string // each role once: in single-role mode the platform grants win
+	if role != "" && role != platformRole {
+		roles = append(roles, role)
+	}
+	if platformRole != "" {
+		roles = append(roles, platformRole)
+	}
+	var owner string
+	if err := s.sqlDB.QueryRowContext(ctx, "SELECT tableowner FROM pg_tables WHERE schemaname = 'public' AND tablename = 'tenants'").Scan(&owner); err != nil {
+		return fmt.Errorf("find the schema owner: %w", err)
+	}
+	for _, r := range roles {
+		if r == owner {
+			continue // the owner holds everything (and keeps it: it runs the migrations)
 		}
 		q := quoteIdent(r)
 		stmts := []string{
+			"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM " + q,
 			"GRANT USAGE ON SCHEMA public TO " + q,
-			"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO " + q,
-			"REVOKE INSERT, UPDATE, DELETE ON goose_db_version FROM " + q,
-			"REVOKE INSERT, UPDATE, DELETE ON platform_roles FROM " + q,
 			"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO " + q,
+		}
+		if r == platformRole {
+			stmts = append(stmts,
+				"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "+q,
+				"REVOKE INSERT, UPDATE, DELETE ON goose_db_version, platform_roles FROM "+q)
+		} else {
+			stmts = append(stmts,
+				"GRANT SELECT ON ALL TABLES IN SCHEMA public TO "+q,
+				"REVOKE SELECT ON "+quoted(platformOnlyTables)+" FROM "+q,
+				"GRANT INSERT, UPDATE, DELETE ON "+quoted(tenantTables)+" TO "+q)
 		}
 		for _, st := range stmts {
 			if _, err := s.sqlDB.ExecContext(ctx, st); err != nil {
@@ -181,14 +223,15 @@ func (s *Store) TablesWithTenantID(ctx context.Context) ([]string, error) {
 }
 
 // PurgeTenant deletes every row the tenant owns, in every tenant table and
-// routing table, in one transaction confined to that tenant. It returns the
+// routing table, in one transaction confined to that tenant, on the platform
+// role (the server's role may not write routing tables). It returns the
 // number of rows removed per table.
 func (s *Store) PurgeTenant(ctx context.Context, tenantID string) (map[string]int64, error) {
 	if !ValidID(tenantID) || tenantID == PlatformTenantID {
 		return nil, fmt.Errorf("purge: %q is not a tenant id", tenantID)
 	}
 	removed := map[string]int64{}
-	err := s.Tx(WithTenant(ctx, tenantID), func(tx *gorm.DB) error {
+	err := s.Tx(WithTenantOnPlatform(ctx, tenantID, "purge"), func(tx *gorm.DB) error {
 		for _, t := range append(TenantTables(), routingTables...) {
 			res := tx.Exec("DELETE FROM "+t+" WHERE tenant_id = ?", tenantID)
 			if res.Error != nil {

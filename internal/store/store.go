@@ -15,7 +15,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/glebarez/sqlite"
@@ -59,7 +61,8 @@ type Store struct {
 	platSQL *sql.DB
 	dialect Dialect
 	log     *slog.Logger
-	where   string // a description without credentials, for logs
+	nested  atomic.Int64 // transactions refused with ErrNestedTx
+	where   string       // a description without credentials, for logs
 	avail   availability
 }
 
@@ -223,17 +226,44 @@ func (s *Store) SQL() *sql.DB { return s.sqlDB }
 // Ping checks the database answers.
 func (s *Store) Ping(ctx context.Context) error { return s.sqlDB.PingContext(ctx) }
 
+// ErrNestedTx is the refusal of a transaction opened while the same line of
+// work (see Track) already holds one. On SQLite that transaction would wait
+// for its own caller's write lock until the busy timeout, stalling every
+// other write meanwhile; on PostgreSQL it takes a second connection and sees
+// none of the first one's changes. Work done inside a transaction must read
+// through that transaction (or from a cache warmed before it began).
+var ErrNestedTx = errors.New("store: a transaction was opened inside a transaction of the same context")
+
+// NestedTx counts the transactions refused with ErrNestedTx since Open;
+// tests assert it stays 0.
+func (s *Store) NestedTx() int64 { return s.nested.Load() }
+
 // Tx runs fn in a transaction confined to the scope in ctx. On PostgreSQL the
 // scope is set with set_config(..., true), which is transaction-local, so a
 // pooled connection never carries it into the next transaction.
+//
+// Tx never opens a transaction while ctx's line of work (Track) holds one:
+// it returns ErrNestedTx (an internal error) at once and logs the caller's
+// stack, always, not only in tests, since on SQLite the alternative is a
+// self-deadlock until the busy timeout.
 func (s *Store) Tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
 	scope := ScopeFrom(ctx)
 	if scope.TenantID != "" && !ValidID(scope.TenantID) {
 		return fmt.Errorf("tenant scope %q is not a valid id: %w", scope.TenantID, ErrNoTenantScope)
 	}
+	ctx = Track(ctx)
+	tr := ctx.Value(trackKey{}).(*tracker)
+	if !tr.open.CompareAndSwap(0, 1) {
+		s.nested.Add(1)
+		s.log.Error("programming error: a transaction was opened inside a transaction of the same request or job; "+
+			"read through the open transaction instead (goroutines that each open transactions at the same time "+
+			"take their own line of work: store.Fork)", "scope", scope.describe(), "stack", string(debug.Stack()))
+		return errs.Internal(ErrNestedTx, "")
+	}
+	defer tr.open.Store(0)
 	db := s.db
-	if scope.Platform && s.plat != nil {
-		db = s.plat // only the platform role may see across tenants
+	if (scope.Platform || scope.PlatformRole) && s.plat != nil {
+		db = s.plat // only the platform role may see across tenants or write platform tables
 	}
 	err := db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if s.dialect == Postgres {
@@ -301,13 +331,16 @@ func WritableDir(dir string) error {
 }
 
 // LockTenantTx serialises changes that must see a consistent view of a
-// tenant's users (the last-owner rule) by locking the tenant's row until tx
-// ends. SQLite transactions already take the write lock up front.
+// tenant (the last-owner rule, quota reservations, plan changes) with a
+// transaction-level advisory lock on the tenant's id, held until tx ends. A
+// row lock (SELECT … FOR UPDATE) would need UPDATE on tenants, which the
+// server's role does not have. SQLite transactions already take the write
+// lock up front.
 func (s *Store) LockTenantTx(tx *gorm.DB, tenantID string) error {
 	if s.dialect != Postgres {
 		return nil
 	}
-	return tx.Exec("SELECT id FROM tenants WHERE id = ? FOR UPDATE", tenantID).Error
+	return tx.Exec("SELECT pg_advisory_xact_lock(hashtextextended('tenantgate:tenant:' || ?::text, 0))", tenantID).Error
 }
 
 // Read runs fn in a transaction confined to ctx's scope and returns its value.

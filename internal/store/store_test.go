@@ -223,7 +223,8 @@ func TestRLSAloneIsolates(t *testing.T) {
 func TestPooledConnectionForgetsTenant(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, d store.Dialect) {
 		db := storetest.New(t, d)
-		s, err := store.Open(context.Background(), store.Config{URL: db.URL, MaxOpenConns: 1})
+		// One tenant connection; the seed's tenant rows go through the platform role's pool.
+		s, err := store.Open(context.Background(), store.Config{URL: db.URL, PlatformURL: db.PlatformURL, MaxOpenConns: 1})
 		storetest.Must(t, err)
 		defer s.Close()
 		a, _ := seed(t, s)

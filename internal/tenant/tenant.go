@@ -219,6 +219,22 @@ func (s *Service) forget(id string) {
 
 func platform(ctx context.Context, why string) context.Context { return store.WithPlatform(ctx, why) }
 
+// writeScope is the scope of a change to tenant id's row: the server's own
+// role may not write platform tables, so a tenant's change to its own row
+// (its admins' settings, branding, compliance) runs on the platform role,
+// still confined to the tenant; a platform scope stays as it is. A tenant
+// scope never changes another tenant's row.
+func writeScope(ctx context.Context, id, why string) (context.Context, error) {
+	sc := store.ScopeFrom(ctx)
+	switch {
+	case sc.Platform:
+		return ctx, nil
+	case sc.TenantID != "" && sc.TenantID != id:
+		return nil, notFound(fmt.Sprintf("with id %q", id))
+	}
+	return store.WithTenantOnPlatform(ctx, id, why), nil
+}
+
 // Get reads a tenant by id (any status).
 func (s *Service) Get(ctx context.Context, id string) (*Tenant, error) {
 	if !store.ValidID(id) {
@@ -365,7 +381,9 @@ func (s *Service) Create(ctx context.Context, in Signup, provision Provision) (*
 	t := &Tenant{ID: uuid.Must(uuid.NewV7()).String(), Slug: in.Slug, Name: in.Name, Status: StatusProvisioning, Plan: in.Plan,
 		DeploymentMode: ModeShared, Settings: Settings{Timezone: "UTC", Locale: "en", Currency: "USD"},
 		Compliance: Compliance{IPAllowlist: []string{}}, TrialEndsAt: &trialEnds, CreatedAt: now, UpdatedAt: now}
-	ctx = store.WithTenant(ctx, t.ID)
+	// The tenant's row and slug are platform tables: the platform role writes
+	// them; the owner and everything else provisioned is confined to the tenant.
+	ctx = store.WithTenantOnPlatform(ctx, t.ID, "sign-up")
 	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
 		if err := tx.Create(t).Error; err != nil {
 			return err
@@ -458,7 +476,10 @@ var (
 	colorRe    = regexp.MustCompile(`^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$`)
 )
 
-func (p *Patch) apply(ctx context.Context, s *Service, t *Tenant, f errs.Fields, operator bool) {
+// apply changes t as p says, adding each bad value to f. planKnown tells
+// whether p.Plan is in the catalogue (checked before the caller's
+// transaction began: the catalogue is never read inside it).
+func (p *Patch) apply(t *Tenant, f errs.Fields, operator, planKnown bool) {
 	if p.Name != nil {
 		n := strings.TrimSpace(*p.Name)
 		if n == "" || len(n) > 100 {
@@ -481,7 +502,7 @@ func (p *Patch) apply(ctx context.Context, s *Service, t *Tenant, f errs.Fields,
 		t.ExternalOrgID = emptyNil(*p.ExternalOrgID)
 	}
 	if p.Plan != nil {
-		if !s.cfg.PlanExists(ctx, *p.Plan) {
+		if !planKnown {
 			f.Add("plan", "is not in the plan catalogue")
 		}
 		t.Plan = *p.Plan
@@ -579,8 +600,14 @@ func parseCIDR(s string) (netip.Prefix, error) {
 // Update applies a patch. Operators may change slug and plan; a tenant's own
 // admins may change name, settings, branding and compliance.
 func (s *Service) Update(ctx context.Context, id string, p Patch, operator bool) (*Tenant, error) {
+	// The catalogue is read before the transaction, never inside it.
+	planKnown := p.Plan == nil || s.cfg.PlanExists(ctx, *p.Plan)
+	ctx, err := writeScope(ctx, id, "tenant update")
+	if err != nil {
+		return nil, err
+	}
 	var out *Tenant
-	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
+	err = s.store.Tx(ctx, func(tx *gorm.DB) error {
 		t, err := s.lockTx(tx, id)
 		if err != nil {
 			return err
@@ -590,7 +617,7 @@ func (s *Service) Update(ctx context.Context, id string, p Patch, operator bool)
 		}
 		before := *t
 		f := errs.Fields{}
-		p.apply(ctx, s, t, f, operator)
+		p.apply(t, f, operator, planKnown)
 		newSlug := ""
 		if p.Slug != nil && operator {
 			newSlug = strings.ToLower(strings.TrimSpace(*p.Slug))
@@ -633,6 +660,11 @@ func (s *Service) lockTx(tx *gorm.DB, id string) (*Tenant, error) {
 	if !store.ValidID(id) {
 		return nil, notFound(fmt.Sprintf("with id %q", id))
 	}
+	// The advisory lock serialises this change with the tenant's quota
+	// reservations, which cannot lock the row (the server's role may not).
+	if err := s.store.LockTenantTx(tx, id); err != nil {
+		return nil, err
+	}
 	var t Tenant
 	q := tx.Where("id = ?", id)
 	if s.store.Dialect() == store.Postgres {
@@ -661,8 +693,12 @@ const (
 // Transition performs a lifecycle action. An action the current status does
 // not allow answers 409 INVALID_STATE_TRANSITION.
 func (s *Service) Transition(ctx context.Context, id, action, reason string) (*Tenant, error) {
+	ctx, err := writeScope(ctx, id, "tenant lifecycle")
+	if err != nil {
+		return nil, err
+	}
 	var out *Tenant
-	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
+	err = s.store.Tx(ctx, func(tx *gorm.DB) error {
 		t, err := s.lockTx(tx, id)
 		if err != nil {
 			return err

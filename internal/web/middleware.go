@@ -94,7 +94,8 @@ func (s *server) edge(next http.Handler) http.Handler {
 			h.Set("X-Parent-Span-ID", parent)
 		}
 		h.Set("X-Content-Type-Options", "nosniff")
-		ctx := context.WithValue(r.Context(), keyRequestID, rid)
+		// One request is one line of work: store.Tx refuses a transaction inside another.
+		ctx := context.WithValue(store.Track(r.Context()), keyRequestID, rid)
 		ctx = context.WithValue(ctx, keyTraceID, trace)
 		if slug, rest, ok := splitTenantPath(r.URL.Path); ok {
 			ctx = context.WithValue(ctx, pathSlugKey{}, slug)

@@ -138,7 +138,7 @@ func TestConcurrentIngestCountsOnce(t *testing.T) {
 				for i := range evs {
 					evs[i] = quotaEvent{ID: fmt.Sprintf("e%d", i), Meter: "tokens", Value: 2}
 				}
-				res, err := a.quota.Ingest(ctx, evs)
+				res, err := a.quota.Ingest(store.Fork(ctx), evs) // each batch is its own line of work, as each request is
 				if err != nil {
 					t.Error(err)
 					return

@@ -116,7 +116,14 @@ func Open(t testing.TB, d store.Dialect) *store.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() {
+		// store.Tx refuses (and counts) a transaction opened inside another
+		// of the same context; no test may leave one behind.
+		if n := s.NestedTx(); n != 0 {
+			t.Errorf("%d transaction(s) were opened inside a transaction of the same context (see the log for where)", n)
+		}
+		s.Close()
+	})
 	return s
 }
 
