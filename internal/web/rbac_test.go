@@ -69,7 +69,7 @@ func TestRBAC(t *testing.T) {
 		// The grant expires: refused through the warm cache, never served stale.
 		time.Sleep(time.Until(until) + 100*time.Millisecond)
 		a.want(a.do("GET", "/api/v1/audit", x.UserToken, nil, nil), 403, "PERMISSION_DENIED")
-		r := a.want(a.do("POST", "/api/v1/authz/check", x.UserToken, map[string]any{"resource": "audit", "action": "read"}, nil), 200, "")
+		r := a.want(a.do("POST", "/api/v1/authz/check", x.UserToken, map[string]any{"userId": x.UserID, "resource": "audit", "action": "read"}, nil), 200, "")
 		if r.Body["allowed"] != false || r.str("reason") != "insufficient_permissions" {
 			t.Errorf("after expiry: %s", r.Raw)
 		}
