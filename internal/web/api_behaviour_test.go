@@ -2,6 +2,7 @@ package web
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -64,6 +65,43 @@ func TestAuthzCheckNeedsUserID(t *testing.T) {
 		r := a.want(a.do("POST", "/api/v1/authz/check", x.UserToken, map[string]any{"userId": x.UserID, "resource": "user", "action": "delete"}, nil), 200, "")
 		if diff := cmp.Diff(r.Body["allowed"], any(false)); diff != "" {
 			t.Errorf("self check (-got +want):\n%s", diff)
+		}
+	})
+}
+
+// A quota check that asks for more than remains says so, rather than that
+// the limit is used up when it is not.
+func TestQuotaCheckSaysWhatRemains(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		x := a.signup("quota-words")
+		op := a.operator()
+		a.want(a.do("PUT", "/api/v1/admin/tenants/"+x.ID+"/entitlements", op, map[string]any{"limits": map[string]int64{"monthlyTokens": 1000}}, nil), 200, "")
+		svc := hdr{"X-Service-Token": testServiceToken, "X-Service-Name": "billing"}
+		check := func(amount int64) resp {
+			return a.do("POST", "/internal/quota/check", "", map[string]any{"tenantId": x.ID, "meter": "tokens", "amount": amount}, svc)
+		}
+		ingest := func(id string, v int64) {
+			a.want(a.do("POST", "/api/v1/usage/events", x.OwnerToken, map[string]any{"id": id, "meter": "tokens", "value": v}, nil), 202, "")
+		}
+		ingest("q1", 800)
+		for _, tc := range []struct {
+			name    string
+			before  func()
+			amount  int64
+			message string
+		}{
+			{"more than remains", func() {}, 5000, "this asks for 5000 but only 200 of the monthlyTokens limit of 1000 remain this month"},
+			{"used up", func() { ingest("q2", 200) }, 1, "the monthlyTokens limit of 1000 this month is used up (1000 used)"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				tc.before()
+				r := a.want(check(tc.amount), 429, "TENANT_QUOTA_EXCEEDED")
+				msg := r.str("error", "message")
+				if got, _, _ := strings.Cut(msg, "; it resets"); got != tc.message {
+					t.Errorf("message (-got +want):\n%s", cmp.Diff(got, tc.message))
+				}
+			})
 		}
 	})
 }
