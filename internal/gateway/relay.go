@@ -162,7 +162,7 @@ func (g *Service) Serve(w http.ResponseWriter, r *http.Request, op wire.Op, c Ca
 		}
 	}
 	if e, ok := errs.As(lastErr); ok {
-		l.Status, l.Error = e.Kind.HTTPStatus(), truncate(e.Msg, 500)
+		l.Status, l.Error = Status(e.Kind), truncate(e.Msg, 500)
 	} else {
 		l.Status, l.Error = http.StatusBadGateway, truncate(lastErr.Error(), 500)
 	}

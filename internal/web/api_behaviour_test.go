@@ -1,11 +1,17 @@
 package web
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
 
 	"github.com/tenantgate/tenantgate/internal/store"
 	"github.com/tenantgate/tenantgate/internal/store/storetest"
@@ -100,6 +106,43 @@ func TestQuotaCheckSaysWhatRemains(t *testing.T) {
 				msg := r.str("error", "message")
 				if got, _, _ := strings.Cut(msg, "; it resets"); got != tc.message {
 					t.Errorf("message (-got +want):\n%s", cmp.Diff(got, tc.message))
+				}
+			})
+		}
+	})
+}
+
+// On /v1/* a balance or key budget that does not cover a call is OpenAI's
+// 429 insufficient_quota (which the SDKs raise as their typed rate-limit
+// error); the control-plane API keeps 402.
+func TestInsufficientQuotaStatusByPath(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		x := a.signup("broke-v1")
+		budget := int64(0)
+		_, errBalance := a.billing.Reserve(context.Background(), x.ID, "", nil, 1_500_000)
+		_, _, err := a.billing.TopUp(context.Background(), x.ID, 5_000_000, "", "")
+		storetest.Must(t, err)
+		_, errBudget := a.billing.Reserve(context.Background(), x.ID, uuid.Must(uuid.NewV7()).String(), &budget, 1)
+		srv := &server{log: slog.New(slog.DiscardHandler)}
+		for _, tc := range []struct {
+			name, path string
+			err        error
+			want       string
+		}{
+			{"balance on /v1", "/v1/chat/completions", errBalance, "429 insufficient_quota insufficient_quota"},
+			{"key budget on /v1", "/v1/embeddings", errBudget, "429 insufficient_quota insufficient_quota"},
+			{"balance on the API", "/api/v1/billing/balance", errBalance, "402 INSUFFICIENT_BALANCE "},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				rec := httptest.NewRecorder()
+				srv.writeError(rec, httptest.NewRequest("POST", tc.path, nil), tc.err)
+				var body struct {
+					Error struct{ Code, Type string }
+				}
+				storetest.Must(t, json.Unmarshal(rec.Body.Bytes(), &body))
+				if diff := cmp.Diff(fmt.Sprint(rec.Code, " ", body.Error.Code, " ", body.Error.Type), tc.want); diff != "" {
+					t.Errorf("(-got +want):\n%s\n%s", diff, rec.Body)
 				}
 			})
 		}
