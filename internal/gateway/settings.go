@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -35,6 +36,15 @@ type Settings struct {
 	UpdatedAt        time.Time    `json:"updatedAt"`
 
 	compiled []*regexp.Regexp
+}
+
+// MarshalJSON shows updatedAt as null for settings never saved.
+func (s Settings) MarshalJSON() ([]byte, error) {
+	type plain Settings
+	return json.Marshal(struct {
+		plain
+		UpdatedAt *time.Time `json:"updatedAt"`
+	}{plain(s), store.TimeOrNull(s.UpdatedAt)})
 }
 
 // TableName maps settings to ai_settings.

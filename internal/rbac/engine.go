@@ -2,6 +2,7 @@ package rbac
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"slices"
@@ -52,6 +53,17 @@ type RoleRecord struct {
 	UpdatedAt    time.Time      `json:"updatedAt"`
 }
 
+// MarshalJSON shows createdAt and updatedAt as null for built-in roles,
+// which were never created or changed in a tenant.
+func (r RoleRecord) MarshalJSON() ([]byte, error) {
+	type plain RoleRecord
+	return json.Marshal(struct {
+		plain
+		CreatedAt *time.Time `json:"createdAt"`
+		UpdatedAt *time.Time `json:"updatedAt"`
+	}{plain(r), store.TimeOrNull(r.CreatedAt), store.TimeOrNull(r.UpdatedAt)})
+}
+
 // TableName maps custom roles to roles.
 func (RoleRecord) TableName() string { return "roles" }
 
@@ -74,6 +86,16 @@ type Assignment struct {
 	CreatedAt  time.Time      `json:"createdAt"`
 }
 
+// MarshalJSON shows createdAt as null for a permanent built-in role (held
+// on the user's record, with no grant time of its own).
+func (a Assignment) MarshalJSON() ([]byte, error) {
+	type plain Assignment
+	return json.Marshal(struct {
+		plain
+		CreatedAt *time.Time `json:"createdAt"`
+	}{plain(a), store.TimeOrNull(a.CreatedAt)})
+}
+
 // TableName maps assignments to user_roles.
 func (Assignment) TableName() string { return "user_roles" }
 
@@ -85,6 +107,12 @@ var roleNamespace = uuid.MustParse("6f1d8a52-3b7e-4c39-9a0e-2f4b7c1d9e85")
 // BuiltinRoleID is the stable id of a built-in role.
 func BuiltinRoleID(name string) string {
 	return uuid.NewSHA1(roleNamespace, []byte("role:"+name)).String()
+}
+
+// permanentAssignmentID is the stable id of a user's permanent built-in role
+// (one held on the user's record rather than through an assignment row).
+func permanentAssignmentID(userID, role string) string {
+	return uuid.NewSHA1(roleNamespace, []byte("permanent:"+userID+":"+role)).String()
 }
 
 func builtinRecord(name string) RoleRecord {
@@ -805,7 +833,7 @@ func (e *Engine) Assignments(ctx context.Context, userID string) ([]Assignment, 
 	}
 	out := []Assignment{}
 	for _, n := range perm {
-		out = append(out, Assignment{TenantID: store.TenantFrom(ctx), UserID: userID, RoleID: BuiltinRoleID(n), RoleName: n,
+		out = append(out, Assignment{TenantID: store.TenantFrom(ctx), ID: permanentAssignmentID(userID, n), UserID: userID, RoleID: BuiltinRoleID(n), RoleName: n,
 			IsActive: true, Permanent: true, Metadata: map[string]any{}})
 	}
 	var as []Assignment

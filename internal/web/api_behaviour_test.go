@@ -148,3 +148,57 @@ func TestInsufficientQuotaStatusByPath(t *testing.T) {
 		}
 	})
 }
+
+// No answer carries a zero time or an empty id: a time never set (settings
+// never saved, a built-in role) is null, and built-in roles and permanent
+// role grants have stable ids.
+func TestAnswersHaveNoZeroTimesOrEmptyIDs(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		x := a.signup("zero-times")
+		op := a.operator()
+		role := a.want(a.do("POST", "/api/v1/roles", x.OwnerToken, map[string]any{"name": "auditor", "permissions": []map[string]any{{"permission": "audit:read"}}}, nil), 201, "")
+		a.want(a.do("POST", "/api/v1/users/"+x.UserID+"/roles", x.OwnerToken, map[string]any{"roleId": role.str("id")}, nil), 201, "")
+		roles := a.want(a.do("GET", "/api/v1/roles", x.OwnerToken, nil, nil), 200, "").items()
+		var ownerRoleID string
+		for _, r := range roles {
+			if r["name"] == "owner" {
+				ownerRoleID, _ = r["id"].(string)
+			}
+		}
+		for _, tc := range []struct {
+			name, method, path, token string
+			body                      any
+			nullTimes                 []string // top-level times that must be null here
+		}{
+			{"billing settings, first save", "PUT", "/api/v1/billing/settings", x.OwnerToken, map[string]any{"lowBalanceThreshold": "5.00"}, nil},
+			{"billing settings, again", "PUT", "/api/v1/billing/settings", x.OwnerToken, map[string]any{"lowBalanceThreshold": nil}, nil},
+			{"gateway settings, never saved", "GET", "/api/v1/gateway/settings", x.OwnerToken, nil, []string{"updatedAt"}},
+			{"roles", "GET", "/api/v1/roles", x.OwnerToken, nil, nil},
+			{"a built-in role", "GET", "/api/v1/roles/" + ownerRoleID, x.OwnerToken, nil, []string{"createdAt", "updatedAt"}},
+			{"a user's roles", "GET", "/api/v1/users/" + x.UserID + "/roles", x.OwnerToken, nil, nil},
+			{"the plan catalogue", "GET", "/api/v1/plans", "", nil, nil},
+			{"entitlements", "GET", "/api/v1/tenants/current/entitlements", x.OwnerToken, nil, nil},
+			{"balance", "GET", "/api/v1/billing/balance", x.OwnerToken, nil, nil},
+			{"sessions", "GET", "/api/v1/sessions", x.OwnerToken, nil, nil},
+			{"tenant", "GET", "/api/v1/tenants/current", x.OwnerToken, nil, nil},
+			{"admin tenant", "GET", "/api/v1/admin/tenants/" + x.ID, op, nil, nil},
+			{"admin plans", "GET", "/api/v1/admin/plans", op, nil, nil},
+			{"gateway settings, saved", "PATCH", "/api/v1/gateway/settings", x.OwnerToken, map[string]any{"storeContent": false}, nil},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				r := a.want(a.do(tc.method, tc.path, tc.token, tc.body, nil), 200, "")
+				for _, bad := range []string{"0001-01-01", `"id":""`} {
+					if strings.Contains(r.Raw, bad) {
+						t.Errorf("the answer has %s: %s", bad, r.Raw)
+					}
+				}
+				for _, f := range tc.nullTimes {
+					if v, ok := r.Body[f]; !ok || v != nil {
+						t.Errorf("%s = %v (present %v), want null: %s", f, v, ok, r.Raw)
+					}
+				}
+			})
+		}
+	})
+}
