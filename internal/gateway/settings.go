@@ -167,9 +167,7 @@ func (g *Service) UpdateSettings(ctx context.Context, tenantID string, in Settin
 		}
 		for i, r := range rules {
 			p := fmt.Sprintf("redactPatterns[%d].", i)
-			if r.Name == "" || len(r.Name) > 64 {
-				f.Add(p+"name", "is required: 1-64 characters")
-			}
+			rules[i].Name = f.Text(p+"name", r.Name, 1, 64)
 			if len(r.Pattern) == 0 || len(r.Pattern) > 1000 {
 				f.Add(p+"pattern", "is required: a regular expression (RE2 syntax) of at most 1000 characters")
 			} else if _, err := regexp.Compile(r.Pattern); err != nil {

@@ -131,12 +131,8 @@ func usernameFromEmail(email string) string {
 }
 
 func checkProfile(f errs.Fields, first, last string, phone, avatar *string) {
-	if len(first) > 100 {
-		f.Add("firstName", "must be at most 100 characters")
-	}
-	if len(last) > 100 {
-		f.Add("lastName", "must be at most 100 characters")
-	}
+	f.Text("firstName", first, 0, 100)
+	f.Text("lastName", last, 0, 100)
 	if phone != nil && (len(*phone) > 32 || !regexp.MustCompile(`^\+?[0-9 ()-]{3,32}$`).MatchString(*phone)) {
 		f.Add("phone", "must be a phone number of digits, spaces, ( ) - and an optional leading +")
 	}

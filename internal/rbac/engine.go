@@ -601,8 +601,9 @@ func (e *Engine) SaveRole(ctx context.Context, id string, in NewRole) (*RoleReco
 	if !roleNameRe.MatchString(in.Name) || IsTenantRole(in.Name) || in.Name == RolePlatformAdmin {
 		f.Add("name", "must be 2-63 characters of a-z, 0-9, _ . - starting with a letter, and not a built-in role's name")
 	}
-	if len(in.DisplayName) > 100 || len(in.Description) > 1000 {
-		f.Add("displayName", "displayName at most 100 and description at most 1000 characters")
+	in.DisplayName = f.Text("displayName", in.DisplayName, 0, 100)
+	if len(in.Description) > 1000 {
+		f.Add("description", "must be at most 1000 characters")
 	}
 	if in.Level < 0 || in.Level > 1000 {
 		f.Add("level", "must be from 0 to 1000")

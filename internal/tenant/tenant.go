@@ -347,10 +347,7 @@ func (s *Service) Create(ctx context.Context, in Signup, provision Provision) (*
 	if p := CheckSlug(in.Slug); p != "" {
 		f.Add("slug", p)
 	}
-	in.Name = strings.TrimSpace(in.Name)
-	if in.Name == "" || len(in.Name) > 100 {
-		f.Add("name", "must be 1 to 100 characters")
-	}
+	in.Name = f.Text("name", in.Name, 1, 100)
 	if in.Plan == "" {
 		in.Plan = "free"
 	}
@@ -452,6 +449,14 @@ type CompliancePatch struct {
 	Require2FA        *bool     `json:"require2fa"`
 }
 
+// The range of compliance.dataRetentionDays (0 keeps everything): a
+// tenant's own admins may set MinRetentionDays to MaxRetentionDays, an
+// operator as few as 1.
+const (
+	MinRetentionDays = 30
+	MaxRetentionDays = 3650
+)
+
 var (
 	localeRe   = regexp.MustCompile(`^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$`)
 	currencyRe = regexp.MustCompile(`^[A-Z]{3}$`)
@@ -460,11 +465,7 @@ var (
 
 func (p *Patch) apply(ctx context.Context, s *Service, t *Tenant, f errs.Fields, operator bool) {
 	if p.Name != nil {
-		n := strings.TrimSpace(*p.Name)
-		if n == "" || len(n) > 100 {
-			f.Add("name", "must be 1 to 100 characters")
-		}
-		t.Name = n
+		t.Name = f.Text("name", *p.Name, 1, 100)
 	}
 	if p.Slug != nil || p.Plan != nil {
 		if !operator {
@@ -530,8 +531,14 @@ func (p *Patch) apply(ctx context.Context, s *Service, t *Tenant, f errs.Fields,
 	}
 	if cp := p.Compliance; cp != nil {
 		if cp.DataRetentionDays != nil {
-			if *cp.DataRetentionDays < 0 || *cp.DataRetentionDays > 3650 {
-				f.Add("compliance.dataRetentionDays", "must be from 0 (keep forever) to 3650")
+			// A tenant's admin may not erase its audit trail within days;
+			// only an operator may go below the floor.
+			lowest := MinRetentionDays
+			if operator {
+				lowest = 1
+			}
+			if d := *cp.DataRetentionDays; d != 0 && (d < lowest || d > MaxRetentionDays) {
+				f.Add("compliance.dataRetentionDays", fmt.Sprintf("must be 0 (keep everything) or from %d to %d days (an operator may set as few as 1)", lowest, MaxRetentionDays))
 			}
 			t.Compliance.DataRetentionDays = *cp.DataRetentionDays
 		}

@@ -202,3 +202,84 @@ func TestAnswersHaveNoZeroTimesOrEmptyIDs(t *testing.T) {
 		}
 	})
 }
+
+// A tenant's admin cannot set a retention that erases the audit trail within
+// days (operators may); a refresh obeys the tenant's IP allowlist as a login
+// does; no name or display field takes control characters.
+func TestRetentionFloorRefreshAllowlistAndControlCharacters(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		x := a.signup("hardening")
+		op := a.operator()
+		t.Run("retention", func(t *testing.T) {
+			for _, tc := range []struct {
+				name, path, token string
+				body              map[string]any
+				status            int
+			}{
+				{"admin, 1 day", "/api/v1/tenants/current/compliance", x.OwnerToken, map[string]any{"dataRetentionDays": 1}, 400},
+				{"admin, 29 days", "/api/v1/tenants/current/compliance", x.OwnerToken, map[string]any{"dataRetentionDays": 29}, 400},
+				{"admin, 30 days", "/api/v1/tenants/current/compliance", x.OwnerToken, map[string]any{"dataRetentionDays": 30}, 200},
+				{"admin, keep everything", "/api/v1/tenants/current/compliance", x.OwnerToken, map[string]any{"dataRetentionDays": 0}, 200},
+				{"admin, 3651 days", "/api/v1/tenants/current/compliance", x.OwnerToken, map[string]any{"dataRetentionDays": 3651}, 400},
+				{"operator, 1 day", "/api/v1/admin/tenants/" + x.ID, op, map[string]any{"compliance": map[string]any{"dataRetentionDays": 1}}, 200},
+				{"operator, -1", "/api/v1/admin/tenants/" + x.ID, op, map[string]any{"compliance": map[string]any{"dataRetentionDays": -1}}, 400},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					r := a.do("PATCH", tc.path, tc.token, tc.body, nil)
+					got := fmt.Sprint(r.Status, fieldNames(r))
+					want := fmt.Sprint(tc.status, []string{})
+					if tc.status == 400 {
+						want = fmt.Sprint(400, []string{"compliance.dataRetentionDays"})
+					}
+					if diff := cmp.Diff(got, want); diff != "" {
+						t.Errorf("(-got +want):\n%s\n%s", diff, r.Raw)
+					}
+				})
+			}
+		})
+		t.Run("control characters", func(t *testing.T) {
+			for _, tc := range []struct {
+				name, method, path, token string
+				body                      map[string]any
+				field                     string
+			}{
+				{"operator creates a tenant", "POST", "/api/v1/admin/tenants", op, map[string]any{"slug": "ctl-one", "name": "Acme\nInc",
+					"ownerEmail": "o@ctl-one.test", "ownerPassword": pw}, "name"},
+				{"operator renames a tenant", "PATCH", "/api/v1/admin/tenants/" + x.ID, op, map[string]any{"name": "Evil\x1b[2J"}, "name"},
+				{"signup", "POST", "/api/v1/tenants/signup", "", map[string]any{"slug": "ctl-two", "name": "Acme\u202eInc",
+					"ownerEmail": "o@ctl-two.test", "ownerPassword": pw}, "name"},
+				{"operator renames, line separator", "PATCH", "/api/v1/admin/tenants/" + x.ID, op, map[string]any{"name": "Acme\u2028Inc"}, "name"},
+				{"a user's first name", "POST", "/api/v1/users", x.OwnerToken, map[string]any{"email": "c@hardening.test", "password": pw, "firstName": "Bob\tby"}, "firstName"},
+				{"one's own last name", "PATCH", "/api/v1/users/me", x.UserToken, map[string]any{"lastName": "Lee\r\nX-Injected: 1"}, "lastName"},
+				{"an API key", "POST", "/api/v1/api-keys", x.OwnerToken, map[string]any{"name": "ci\nkey"}, "name"},
+				{"a role's display name", "POST", "/api/v1/roles", x.OwnerToken, map[string]any{"name": "ctl", "displayName": "A\u0007B",
+					"permissions": []map[string]any{{"permission": "audit:read"}}}, "displayName"},
+				{"a channel", "POST", "/api/v1/admin/channels", op, map[string]any{"name": "up\nstream", "provider": "openai",
+					"baseUrl": "https://api.example.com/v1", "keys": []string{"k"}, "models": []string{"m"}}, "name"},
+				{"an identity provider", "POST", "/api/v1/identity-providers", x.OwnerToken, map[string]any{"name": "Okta\x00", "issuer": "https://idp.example.com",
+					"clientId": "c", "clientSecret": "s"}, "body"},
+				{"an identity provider, escape", "POST", "/api/v1/identity-providers", x.OwnerToken, map[string]any{"name": "Okta\x1b", "issuer": "https://idp.example.com",
+					"clientId": "c", "clientSecret": "s"}, "name"},
+				{"an operator's plan", "PUT", "/api/v1/admin/plans/ctlplan", op, map[string]any{"displayName": "Pro\x7f", "features": map[string]bool{},
+					"limits": map[string]int64{}, "isolation": "shared"}, "displayName"},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					r := a.want(a.do(tc.method, tc.path, tc.token, tc.body, nil), 400, "INVALID_REQUEST")
+					if _, ok := fieldsOf(r)[tc.field]; !ok {
+						t.Errorf("fields %v, want %s among them: %s", fieldNames(r), tc.field, r.Raw)
+					}
+				})
+			}
+			if got := a.want(a.do("GET", "/api/v1/tenants/current", x.OwnerToken, nil, nil), 200, "").str("name"); got != "HARDENING" {
+				t.Errorf("the tenant's name became %q", got)
+			}
+		})
+		t.Run("refresh and the IP allowlist", func(t *testing.T) {
+			a.want(a.do("PATCH", "/api/v1/admin/tenants/"+x.ID, op, map[string]any{"compliance": map[string]any{"ipAllowlist": []string{"10.0.0.0/8"}}}, nil), 200, "")
+			a.want(a.do("POST", "/api/v1/auth/refresh", "", map[string]any{"refreshToken": x.OwnerRefresh}, nil), 403, CodeIPNotAllowed)
+			a.want(a.do("PATCH", "/api/v1/admin/tenants/"+x.ID, op, map[string]any{"compliance": map[string]any{"ipAllowlist": []string{"127.0.0.0/8", "::1"}}}, nil), 200, "")
+			a.want(a.do("POST", "/api/v1/auth/refresh", "", map[string]any{"refreshToken": x.OwnerRefresh}, nil), 200, "")
+		})
+	})
+}

@@ -263,6 +263,10 @@ func (s *server) refresh(w http.ResponseWriter, r *http.Request) error {
 		if err := gate(t); err != nil {
 			return err
 		}
+		// The allowlist binds a session's renewal as it binds its start.
+		if a := actor.From(r.Context()); !t.Compliance.AllowsIP(a.SourceIP) {
+			return errs.Forbidden(CodeIPNotAllowed, "this organisation does not allow sign-in from %s", a.SourceIP)
+		}
 	}
 	tokens, err := s.Identity.Refresh(r.Context(), in.RefreshToken)
 	if err != nil {

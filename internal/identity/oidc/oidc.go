@@ -573,10 +573,7 @@ func validIssuer(s string) bool {
 // SaveProvider creates (id "") or replaces a tenant's provider.
 func (s *Service) SaveProvider(ctx context.Context, id string, in NewProvider) (*Provider, error) {
 	f := errs.Fields{}
-	in.Name = strings.TrimSpace(in.Name)
-	if in.Name == "" || len(in.Name) > 100 {
-		f.Add("name", "must be 1 to 100 characters")
-	}
+	in.Name = f.Text("name", in.Name, 1, 100)
 	if !validIssuer(in.Issuer) {
 		f.Add("issuer", "must be the provider's https URL (its /.well-known/openid-configuration is read from there)")
 	}
