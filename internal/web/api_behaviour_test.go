@@ -283,3 +283,99 @@ func TestRetentionFloorRefreshAllowlistAndControlCharacters(t *testing.T) {
 		})
 	})
 }
+
+// PATCH is partial on every route: a one-field body changes that field and
+// keeps the others. An identity provider created with a loopback http issuer
+// can be disabled alone, and create and change apply one issuer rule.
+func TestPatchIsPartialEverywhere(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		x := a.signup("partial")
+		op := a.operator()
+		idp := a.want(a.do("POST", "/api/v1/identity-providers", x.OwnerToken, map[string]any{"name": "Local IdP", "issuer": "http://127.0.0.1:9/",
+			"clientId": "cid", "clientSecret": "sec", "allowedDomains": []string{"partial.test"}, "jit": false, "defaultRole": "billing_manager"}, nil), 201, "")
+		idpID := idp.str("provider", "id")
+		role := a.want(a.do("POST", "/api/v1/roles", x.OwnerToken, map[string]any{"name": "auditor", "displayName": "Auditor", "description": "reads the log",
+			"permissions": []map[string]any{{"permission": "audit:read"}}}, nil), 201, "")
+		own := a.want(a.do("POST", "/api/v1/channels", x.OwnerToken, map[string]any{"name": "mine", "provider": "openai_compatible",
+			"baseUrl": "https://llm.partial.test/v1", "keys": []string{"k"}, "models": []string{"m1"}, "priority": 3}, nil), 201, "")
+		plat := a.want(a.do("POST", "/api/v1/admin/channels", op, map[string]any{"name": "theirs", "provider": "openai",
+			"baseUrl": "https://api.partial.test/v1", "keys": []string{"k"}, "models": []string{"m2"}, "weight": 3}, nil), 201, "")
+		a.want(a.do("PATCH", "/api/v1/gateway/settings", x.OwnerToken, map[string]any{"logRetentionDays": 12}, nil), 200, "")
+		a.want(a.do("PATCH", "/api/v1/users/me", x.UserToken, map[string]any{"lastName": "Member"}, nil), 200, "")
+		idpOf := func() map[string]any {
+			for _, p := range a.want(a.do("GET", "/api/v1/identity-providers", x.OwnerToken, nil, nil), 200, "").items() {
+				if p["id"] == idpID {
+					return p
+				}
+			}
+			t.Fatalf("provider %s is gone", idpID)
+			return nil
+		}
+		get := func(path, token string) func() map[string]any {
+			return func() map[string]any { return a.want(a.do("GET", path, token, nil, nil), 200, "").Body }
+		}
+		tenantOf := get("/api/v1/tenants/current", x.OwnerToken)
+		for _, tc := range []struct {
+			name, path, token string
+			body              map[string]any
+			read              func() map[string]any
+			changed           []string // top-level keys the patch may change (updatedAt always may)
+		}{
+			{"identity provider", "/api/v1/identity-providers/" + idpID, x.OwnerToken, map[string]any{"enabled": false}, idpOf, []string{"enabled"}},
+			{"tenant settings", "/api/v1/tenants/current/settings", x.OwnerToken, map[string]any{"locale": "de"}, tenantOf, []string{"settings"}},
+			{"tenant branding", "/api/v1/tenants/current/branding", x.OwnerToken, map[string]any{"primaryColor": "#123456"}, tenantOf, []string{"branding"}},
+			{"tenant compliance", "/api/v1/tenants/current/compliance", x.OwnerToken, map[string]any{"require2fa": false}, tenantOf, nil},
+			{"own profile", "/api/v1/users/me", x.UserToken, map[string]any{"firstName": "Mia"}, get("/api/v1/users/me", x.UserToken), []string{"firstName"}},
+			{"a user", "/api/v1/users/" + x.UserID, x.OwnerToken, map[string]any{"firstName": "Max"}, get("/api/v1/users/"+x.UserID, x.OwnerToken), []string{"firstName"}},
+			{"a role", "/api/v1/roles/" + role.str("id"), x.OwnerToken, map[string]any{"displayName": "Auditors"}, get("/api/v1/roles/"+role.str("id"), x.OwnerToken), []string{"displayName"}},
+			{"own channel", "/api/v1/channels/" + own.str("id"), x.OwnerToken, map[string]any{"weight": 7}, get("/api/v1/channels/"+own.str("id"), x.OwnerToken), []string{"weight"}},
+			{"gateway settings", "/api/v1/gateway/settings", x.OwnerToken, map[string]any{"storeContent": true}, get("/api/v1/gateway/settings", x.OwnerToken), []string{"storeContent"}},
+			{"admin tenant", "/api/v1/admin/tenants/" + x.ID, op, map[string]any{"name": "Partial Ltd"}, tenantOf, []string{"name"}},
+			{"platform channel", "/api/v1/admin/channels/" + plat.str("id"), op, map[string]any{"priority": 9}, get("/api/v1/admin/channels/"+plat.str("id"), op), []string{"priority"}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				before := tc.read()
+				a.want(a.do("PATCH", tc.path, tc.token, tc.body, nil), 200, "")
+				after := tc.read()
+				for _, k := range append(tc.changed, "updatedAt") {
+					delete(before, k)
+					delete(after, k)
+				}
+				if diff := cmp.Diff(after, before); diff != "" {
+					t.Errorf("fields the patch did not name changed (-after +before):\n%s", diff)
+				}
+			})
+		}
+		if got := idpOf()["enabled"]; got != false {
+			t.Errorf("provider enabled = %v after PATCH enabled:false", got)
+		}
+		t.Run("one issuer rule", func(t *testing.T) {
+			for _, tc := range []struct {
+				name, method, path string
+				body               map[string]any
+				status             int
+				fields             []string
+			}{
+				{"create, http off loopback", "POST", "/api/v1/identity-providers", map[string]any{"name": "n", "issuer": "http://idp.example.com",
+					"clientId": "c", "clientSecret": "s"}, 400, []string{"issuer"}},
+				{"change, http off loopback", "PATCH", "/api/v1/identity-providers/" + idpID, map[string]any{"issuer": "http://idp.example.com"}, 400, []string{"issuer"}},
+				{"change, http on localhost", "PATCH", "/api/v1/identity-providers/" + idpID, map[string]any{"issuer": "http://localhost:9"}, 200, []string{}},
+				{"change, https", "PATCH", "/api/v1/identity-providers/" + idpID, map[string]any{"issuer": "https://idp.example.com"}, 200, []string{}},
+				{"change, every bad field", "PATCH", "/api/v1/identity-providers/" + idpID, map[string]any{"name": " ", "clientSecret": "",
+					"scopes": []string{"email"}, "defaultRole": "owner"}, 400, []string{"clientSecret", "defaultRole", "name", "scopes"}},
+				{"change, unknown id", "PATCH", "/api/v1/identity-providers/" + x.ID, map[string]any{"enabled": true}, 404, []string{}},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					r := a.do(tc.method, tc.path, x.OwnerToken, tc.body, nil)
+					if diff := cmp.Diff(fmt.Sprint(r.Status, fieldNames(r)), fmt.Sprint(tc.status, tc.fields)); diff != "" {
+						t.Errorf("(-got +want):\n%s\n%s", diff, r.Raw)
+					}
+					if msg := fieldsOf(r)["issuer"]; msg != "" && !strings.Contains(msg, "plain http only on localhost or a loopback address") {
+						t.Errorf("the issuer rule is not stated: %q", msg)
+					}
+				})
+			}
+		})
+	})
+}

@@ -98,7 +98,7 @@ func (s *server) createIdP(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &in); err != nil {
 		return err
 	}
-	p, err := s.OIDC.SaveProvider(r.Context(), "", in)
+	p, err := s.OIDC.CreateProvider(r.Context(), in)
 	if err != nil {
 		return err
 	}
@@ -110,11 +110,11 @@ func (s *server) patchIdP(w http.ResponseWriter, r *http.Request) error {
 	if err := s.needOIDC(); err != nil {
 		return err
 	}
-	var in oidc.NewProvider
+	var in oidc.ProviderPatch
 	if err := decodeJSON(r, &in); err != nil {
 		return err
 	}
-	p, err := s.OIDC.SaveProvider(r.Context(), r.PathValue("id"), in)
+	p, err := s.OIDC.UpdateProvider(r.Context(), r.PathValue("id"), in)
 	if err != nil {
 		return err
 	}
