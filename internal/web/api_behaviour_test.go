@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
 
+	"github.com/tenantgate/tenantgate/internal/identity/oidc"
 	"github.com/tenantgate/tenantgate/internal/store"
 	"github.com/tenantgate/tenantgate/internal/store/storetest"
 )
@@ -377,5 +378,53 @@ func TestPatchIsPartialEverywhere(t *testing.T) {
 				})
 			}
 		})
+	})
+}
+
+// With several identity providers the login is for the one the user names
+// (by id, or by email domain), never simply the oldest: an unreachable
+// oldest provider no longer stops everyone.
+func TestSSOChoosesTheProvider(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		x := a.signup("two-idps")
+		issuer, _ := testIdP(t, a.url+"/api/v1/auth/oidc/callback", person("alice", "alice@hooli.test", ""))
+		// The oldest provider is down (nothing listens on port 1).
+		dead := a.want(a.do("POST", "/api/v1/identity-providers", x.OwnerToken, map[string]any{"name": "Old IdP", "issuer": "http://127.0.0.1:1",
+			"clientId": "old", "clientSecret": "old", "allowedDomains": []string{"legacy.test"}}, nil), 201, "").str("provider", "id")
+		live := a.want(a.do("POST", "/api/v1/identity-providers", x.OwnerToken, map[string]any{"name": "Hooli IdP", "issuer": issuer,
+			"clientId": idpClientID, "clientSecret": idpClientSecret, "allowedDomains": []string{"hooli.test"}}, nil), 201, "").str("provider", "id")
+		for _, tc := range []struct {
+			name, query string
+			status      int
+			code        string
+		}{
+			{"no choice", "", 400, oidc.CodeChoiceRequired},
+			{"by id", "provider=" + live, 200, ""},
+			{"by email domain", "email=Alice@Hooli.test", 200, ""},
+			{"the provider that is down", "provider=" + dead, 503, "IDP_UNAVAILABLE"},
+			{"a domain nobody serves", "email=eve@nowhere.test", 404, "IDP_NOT_CONFIGURED"},
+			{"an unknown provider", "provider=" + x.ID, 404, "IDP_NOT_FOUND"},
+			{"not an id", "provider=okta", 400, "INVALID_REQUEST"},
+			{"not an email", "email=alice", 400, "INVALID_REQUEST"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				r := ssoLoginQuery(t, a, "two-idps", tc.query, "alice")
+				if r.Body == nil {
+					_ = jsonInto([]byte(r.Raw), &r.Body)
+				}
+				if diff := cmp.Diff(fmt.Sprint(r.Status, " ", r.code()), fmt.Sprint(tc.status, " ", tc.code)); diff != "" {
+					t.Errorf("(-got +want):\n%s\n%s", diff, r.Raw)
+				}
+				if tc.status == 200 && r.str("accessToken") == "" {
+					t.Errorf("no tokens: %s", r.Raw)
+				}
+			})
+		}
+		// Disabling the live one: its id no longer starts a login.
+		a.want(a.do("PATCH", "/api/v1/identity-providers/"+live, x.OwnerToken, map[string]any{"enabled": false}, nil), 200, "")
+		if r := ssoLoginQuery(t, a, "two-idps", "provider="+live, "alice"); r.Status != 404 {
+			t.Errorf("a disabled provider: %d %s", r.Status, r.Raw)
+		}
 	})
 }

@@ -224,23 +224,81 @@ func random() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// Begin starts a login at the tenant's provider (its own, or the platform
-// provider when the tenant is linked to an organisation) and returns the
-// provider URL to send the browser to and the sealed state for the cookie.
-func (s *Service) Begin(ctx context.Context, t *tenant.Tenant) (authURL, cookie string, err error) {
+// Choice says which of a tenant's providers a login is for: by id, or by
+// the user's email (its domain against the providers' allowedDomains). Both
+// may be empty when the tenant has a single provider.
+type Choice struct {
+	ProviderID string
+	Email      string // normalised; also sent to the provider as login_hint
+}
+
+// CodeChoiceRequired asks the client to name the provider of a login.
+const CodeChoiceRequired = "IDP_CHOICE_REQUIRED"
+
+// choose picks the provider of a login among the tenant's enabled ones
+// (oldest first): the one named by id; else the first whose allowedDomains
+// holds the email's domain, else the first without allowedDomains (it takes
+// any domain); else the only one. Several and no choice is a 400 listing them,
+// never a guess (the oldest might be the one that is down).
+func choose(providers []Provider, c Choice) (*Provider, error) {
+	if c.ProviderID != "" {
+		for i := range providers {
+			if providers[i].ID == c.ProviderID {
+				return &providers[i], nil
+			}
+		}
+		return nil, errs.NotFound("IDP_NOT_FOUND", "this organisation has no enabled identity provider %q", c.ProviderID)
+	}
+	if c.Email != "" {
+		domain := c.Email[strings.LastIndexByte(c.Email, '@')+1:]
+		for i := range providers {
+			if slices.Contains(providers[i].AllowedDomains, domain) {
+				return &providers[i], nil
+			}
+		}
+		for i := range providers {
+			if len(providers[i].AllowedDomains) == 0 {
+				return &providers[i], nil
+			}
+		}
+		return nil, errs.NotFound("IDP_NOT_CONFIGURED", "this organisation has no single sign-on for accounts of %q", domain)
+	}
+	if len(providers) == 1 {
+		return &providers[0], nil
+	}
+	names := make([]string, 0, len(providers))
+	for _, p := range providers {
+		names = append(names, fmt.Sprintf("%s (%s)", p.Name, p.ID))
+	}
+	return nil, &errs.Error{Kind: errs.KindInvalid, Code: CodeChoiceRequired,
+		Msg: "this organisation has several identity providers; name one with ?provider={id} or give your ?email=: " + strings.Join(names, ", "),
+		Fields: map[string]string{"provider": "is required here: one of " + strings.Join(names, ", "), "email": "or your email address, chosen by its domain"}}
+}
+
+// Begin starts a login at one of the tenant's providers (chosen by c), or
+// at the platform provider when the tenant has none of its own and is linked
+// to an organisation, and returns the provider URL to send the browser to and
+// the sealed state for the cookie.
+func (s *Service) Begin(ctx context.Context, t *tenant.Tenant, c Choice) (authURL, cookie string, err error) {
 	var st *settings
 	var providers []Provider
 	err = s.store.Tx(store.WithTenant(ctx, t.ID), func(tx *gorm.DB) error {
-		return tx.Where("enabled = ?", true).Order("created_at").Find(&providers).Error
+		return tx.Where("enabled = ?", true).Order("created_at, id").Find(&providers).Error
 	})
 	if err != nil {
 		return "", "", errs.Internal(err, "read identity providers")
 	}
 	switch {
 	case len(providers) > 0:
-		if st, err = s.tenantSettings(&providers[0]); err != nil {
+		p, err := choose(providers, c)
+		if err != nil {
 			return "", "", err
 		}
+		if st, err = s.tenantSettings(p); err != nil {
+			return "", "", err
+		}
+	case c.ProviderID != "":
+		return "", "", errs.NotFound("IDP_NOT_FOUND", "this organisation has no enabled identity provider %q", c.ProviderID)
 	case s.platform != nil && t.ExternalOrgID != nil:
 		st = s.platformSettings()
 	default:
@@ -256,6 +314,9 @@ func (s *Service) Begin(ctx context.Context, t *tenant.Tenant) (authURL, cookie 
 	opts := []rp.AuthURLOpt{rp.WithCodeChallenge(oauth2.S256ChallengeFromVerifier(ls.Verifier)),
 		func() []oauth2.AuthCodeOption {
 			o := []oauth2.AuthCodeOption{oauth2.SetAuthURLParam("nonce", ls.Nonce), oauth2.SetAuthURLParam("code_challenge_method", "S256")}
+			if c.Email != "" {
+				o = append(o, oauth2.SetAuthURLParam("login_hint", c.Email))
+			}
 			if st.providerID == "" {
 				// Ask Zitadel for the tenant's organisation.
 				o = append(o, oauth2.SetAuthURLParam("scope", strings.Join(append(slices.Clone(st.scopes), "urn:zitadel:iam:org:id:"+*t.ExternalOrgID), " ")))
