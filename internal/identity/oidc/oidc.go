@@ -271,7 +271,7 @@ func choose(providers []Provider, c Choice) (*Provider, error) {
 		names = append(names, fmt.Sprintf("%s (%s)", p.Name, p.ID))
 	}
 	return nil, &errs.Error{Kind: errs.KindInvalid, Code: CodeChoiceRequired,
-		Msg: "this organisation has several identity providers; name one with ?provider={id} or give your ?email=: " + strings.Join(names, ", "),
+		Msg:    "this organisation has several identity providers; name one with ?provider={id} or give your ?email=: " + strings.Join(names, ", "),
 		Fields: map[string]string{"provider": "is required here: one of " + strings.Join(names, ", "), "email": "or your email address, chosen by its domain"}}
 }
 
