@@ -18,6 +18,7 @@ import (
 	"github.com/tenantgate/tenantgate/internal/billing"
 	"github.com/tenantgate/tenantgate/internal/errs"
 	"github.com/tenantgate/tenantgate/internal/gateway/wire"
+	"github.com/tenantgate/tenantgate/internal/money"
 )
 
 // Caller is who calls the relay, as the HTTP pipeline resolved it (the
@@ -99,14 +100,14 @@ func (g *Service) Serve(w http.ResponseWriter, r *http.Request, op wire.Op, c Ca
 			out = g.opts.DefaultMaxOutput // no cap set: reserve for a long answer
 		}
 		out *= int64(cl.choices) // n answers cost n times
-		est, priced, err := g.opts.Billing.Cost(r.Context(), c.TenantID, cl.Model, cl.estPrompt, 0, out)
+		priceModel, est, priced, err := g.pricedAs(r.Context(), c.TenantID, cl.Model, &cands, cl.estPrompt, out)
 		if err != nil {
 			return err
 		}
 		switch {
 		case priced:
 			price = func(u wire.Usage) (int64, error) {
-				m, _, err := g.opts.Billing.Cost(context.WithoutCancel(r.Context()), c.TenantID, cl.Model, u.PromptTokens, u.CachedTokens, u.CompletionTokens)
+				m, _, err := g.opts.Billing.Cost(context.WithoutCancel(r.Context()), c.TenantID, priceModel, u.PromptTokens, u.CachedTokens, u.CompletionTokens)
 				return int64(m), err
 			}
 			if hold, err = g.opts.Billing.Reserve(r.Context(), c.TenantID, c.KeyID, c.KeyBudget, est); err != nil {
@@ -168,6 +169,33 @@ func (g *Service) Serve(w http.ResponseWriter, r *http.Request, op wire.Op, c Ca
 	}
 	g.writer.enqueue(l)
 	return lastErr
+}
+
+// pricedAs picks the price of a call to platform channels: the model's own
+// (an alias may have one), else that of the upstream model the first platform
+// channel maps it to (modelMapping), the first that has a price. When it is
+// priced by an upstream model, platform channels that would forward another
+// upstream model are dropped from cands, so what is priced is what is
+// forwarded. est is the cost of prompt and out tokens at that price.
+func (g *Service) pricedAs(ctx context.Context, tenantID, model string, cands *[]candidate, prompt, out int64) (string, money.Micros, bool, error) {
+	est, priced, err := g.opts.Billing.Cost(ctx, tenantID, model, prompt, 0, out)
+	if err != nil || priced {
+		return model, est, priced, err
+	}
+	for _, c := range *cands {
+		if c.byok || c.upstream == model {
+			continue
+		}
+		if est, priced, err = g.opts.Billing.Cost(ctx, tenantID, c.upstream, prompt, 0, out); err != nil {
+			return "", 0, false, err
+		}
+		if priced {
+			up := c.upstream
+			*cands = slices.DeleteFunc(*cands, func(x candidate) bool { return !x.byok && x.upstream != up })
+			return up, est, true, nil
+		}
+	}
+	return model, 0, false, nil
 }
 
 // attempt tries one channel. done reports that the call ended here (an

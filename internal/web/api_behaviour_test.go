@@ -428,3 +428,46 @@ func TestSSOChoosesTheProvider(t *testing.T) {
 		}
 	})
 }
+
+// A modelMapping alias without its own price is priced by the upstream
+// model it is forwarded as (and only forwarded to channels mapping it to
+// that model); an alias with its own price is billed at it.
+func TestGatewayPricesAliasByUpstreamModel(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		up := newFakeOpenAI(t, "sk-upstream")
+		g := newGW(t, d, up)
+		a := g.a
+		// Two platform channels serve the alias "smart": the preferred one maps
+		// it to an unpriced model, the other to the priced gpt-test.
+		a.want(a.do("POST", "/api/v1/admin/channels", g.op, map[string]any{"name": "to-unpriced", "provider": "openai", "baseUrl": up.URL + "/v1",
+			"keys": []string{up.key}, "modelMapping": map[string]string{"smart": "gpt-unpriced"}, "priority": 20}, nil), 201, "")
+		a.want(a.do("POST", "/api/v1/admin/channels", g.op, map[string]any{"name": "to-priced", "provider": "openai", "baseUrl": up.URL + "/v1",
+			"keys": []string{up.key}, "modelMapping": map[string]string{"smart": "gpt-test"}, "priority": 5}, nil), 201, "")
+		models := a.want(a.do("GET", "/v1/models", g.key, nil, nil), 200, "")
+		if !strings.Contains(models.Raw, `"id":"smart"`) {
+			t.Fatalf("the alias is not listed: %s", models.Raw)
+		}
+		call := func() (int, string) {
+			r := g.post(t, "/v1/chat/completions", g.key, chat("smart", nil))
+			body := readAll(t, r)
+			return r.StatusCode, body
+		}
+		// Priced by gpt-test (75 micros a call), forwarded as gpt-test.
+		if status, body := call(); status != 200 {
+			t.Fatalf("alias call: %d %s", status, body)
+		}
+		if diff := cmp.Diff(up.body()["model"], any("gpt-test")); diff != "" {
+			t.Errorf("forwarded model (-got +want):\n%s", diff)
+		}
+		g.wantSpent(t, callMicros)
+		// The alias's own price wins: 8×4 + 3×2 + 7×16 = 150 micros.
+		a.want(a.do("PUT", "/api/v1/admin/prices/smart", g.op, map[string]any{"inputPerMTok": "4.00", "cachedInputPerMTok": "2.00", "outputPerMTok": "16.00"}, nil), 200, "")
+		if status, body := call(); status != 200 {
+			t.Fatalf("alias call with its own price: %d %s", status, body)
+		}
+		g.wantSpent(t, callMicros+150)
+		if n := g.ledgerEqualsLogs(t); n != 2 {
+			t.Errorf("%d log rows, want 2", n)
+		}
+	})
+}
