@@ -159,6 +159,38 @@ func checkRoles(f errs.Fields, roles []string) []string {
 	return out
 }
 
+// check is the one rule for a new user's values (everything but uniqueness
+// and the caller's rank, which need the database): it records every problem
+// and returns the normalised email, username and roles.
+func (in NewUser) check(f errs.Fields) (email, username string, roles []string) {
+	email = NormalizeEmail(in.Email)
+	if email == "" {
+		f.Add("email", "must be a valid email address")
+	}
+	username = strings.ToLower(strings.TrimSpace(in.Username))
+	if username == "" && email != "" {
+		username = usernameFromEmail(email)
+	}
+	// A username left out comes from the email; a bad email is named once.
+	if (username != "" || email != "") && !usernameRe.MatchString(username) {
+		f.Add("username", "must be 3-64 characters of a-z, 0-9, '.', '_', '-', starting and ending with a letter or digit")
+	}
+	if p := CheckPassword(in.Password, email, username); p != "" {
+		f.Add("password", p)
+	}
+	checkProfile(f, in.FirstName, in.LastName, in.Phone, in.Avatar)
+	roles = checkRoles(f, in.Roles)
+	return email, username, roles
+}
+
+// Validate reports every problem of a new user's values, by the rule
+// CreateUser applies.
+func (in NewUser) Validate() errs.Fields {
+	f := errs.Fields{}
+	in.check(f)
+	return f
+}
+
 // callerRank is the acting user's rank from their current row, not from the
 // roles in their token, so a demotion takes effect at once. Operators,
 // services and the system outrank every tenant role.
@@ -190,22 +222,7 @@ func (s *Service) mayGrant(ctx context.Context, tx *gorm.DB, roles []string) err
 // records the audit event. Signup calls it inside the tenant's transaction.
 func (s *Service) CreateUserTx(ctx context.Context, tx *gorm.DB, in NewUser) (*User, error) {
 	f := errs.Fields{}
-	email := NormalizeEmail(in.Email)
-	if email == "" {
-		f.Add("email", "must be a valid email address")
-	}
-	username := strings.ToLower(strings.TrimSpace(in.Username))
-	if username == "" && email != "" {
-		username = usernameFromEmail(email)
-	}
-	if !usernameRe.MatchString(username) {
-		f.Add("username", "must be 3-64 characters of a-z, 0-9, '.', '_', '-', starting and ending with a letter or digit")
-	}
-	if p := CheckPassword(in.Password, email, username); p != "" {
-		f.Add("password", p)
-	}
-	checkProfile(f, in.FirstName, in.LastName, in.Phone, in.Avatar)
-	roles := checkRoles(f, in.Roles)
+	email, username, roles := in.check(f)
 	if err := f.Err(); err != nil {
 		return nil, err
 	}

@@ -335,6 +335,40 @@ type Signup struct {
 	Plan string
 }
 
+// check is the one rule for a new tenant's slug and name (the plan needs the
+// catalogue): it records every problem and normalises both.
+func (in *Signup) check(f errs.Fields) {
+	in.Slug = strings.ToLower(strings.TrimSpace(in.Slug))
+	if p := CheckSlug(in.Slug); p != "" {
+		f.Add("slug", p)
+	}
+	in.Name = f.Text("name", in.Name, 1, 100)
+}
+
+// checkSignup is check and the plan, which defaults to free.
+func (s *Service) checkSignup(ctx context.Context, in *Signup) errs.Fields {
+	f := errs.Fields{}
+	in.check(f)
+	if in.Plan == "" {
+		in.Plan = "free"
+	}
+	if !s.cfg.PlanExists(ctx, in.Plan) {
+		f.Add("plan", "is not in the plan catalogue (GET /api/v1/plans)")
+	}
+	return f
+}
+
+// CheckSignup reports every problem of a new tenant's values, plan included,
+// by the rule Create applies.
+func (s *Service) CheckSignup(ctx context.Context, in Signup) errs.Fields { return s.checkSignup(ctx, &in) }
+
+// Validate reports every problem of a new tenant's slug and name.
+func (in Signup) Validate() errs.Fields {
+	f := errs.Fields{}
+	in.check(f)
+	return f
+}
+
 // Provision runs inside signup's transaction once the tenant row exists, to
 // create what the tenant needs (its owner). The tx is scoped to the tenant.
 type Provision func(ctx context.Context, tx *gorm.DB, t *Tenant) error
@@ -342,18 +376,7 @@ type Provision func(ctx context.Context, tx *gorm.DB, t *Tenant) error
 // Create provisions a tenant: provisioning → (provision) → trial, in one
 // transaction, so a failure leaves nothing behind.
 func (s *Service) Create(ctx context.Context, in Signup, provision Provision) (*Tenant, error) {
-	f := errs.Fields{}
-	in.Slug = strings.ToLower(strings.TrimSpace(in.Slug))
-	if p := CheckSlug(in.Slug); p != "" {
-		f.Add("slug", p)
-	}
-	in.Name = f.Text("name", in.Name, 1, 100)
-	if in.Plan == "" {
-		in.Plan = "free"
-	}
-	if !s.cfg.PlanExists(ctx, in.Plan) {
-		f.Add("plan", "is not in the plan catalogue (GET /api/v1/plans)")
-	}
+	f := s.checkSignup(ctx, &in)
 	if err := f.Err(); err != nil {
 		return nil, err
 	}

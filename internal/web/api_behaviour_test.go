@@ -471,3 +471,47 @@ func TestGatewayPricesAliasByUpstreamModel(t *testing.T) {
 		}
 	})
 }
+
+// A body with unknown fields, wrong types and invalid values names every bad
+// field, nested ones by their path, as the README promises.
+func TestEveryBadFieldIsNamed(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		a := newAPI(t, d)
+		x := a.signup("bad-fields")
+		for _, tc := range []struct {
+			name, method, path, token string
+			body                      string
+			fields                    []string
+		}{
+			{"a user: unknown, wrong type and invalid values", "POST", "/api/v1/users", x.OwnerToken,
+				`{"email":"not-an-email","password":"short","nickname":"x","firstName":5,"roles":["emperor"]}`,
+				[]string{"email", "firstName", "nickname", "password", "roles"}},
+			{"a user: two unknown fields", "POST", "/api/v1/users", x.OwnerToken,
+				`{"email":"ok@bad-fields.test","password":"correct-horse-9","nick":"x","nickname":"y"}`, []string{"nick", "nickname"}},
+			{"signup: unknown and invalid", "POST", "/api/v1/tenants/signup", "",
+				`{"slug":"A!","name":"","ownerEmail":"x","ownerPassword":"y","coupon":"FREE"}`,
+				[]string{"coupon", "name", "ownerEmail", "ownerPassword", "slug"}},
+			{"signup: invalid values only, tenant's and owner's", "POST", "/api/v1/tenants/signup", "",
+				`{"slug":"ok-slug-bf","name":"Fine","ownerEmail":"x","ownerPassword":"y","plan":"platinum"}`,
+				[]string{"ownerEmail", "ownerPassword", "plan"}},
+			{"nested: a settings patch", "PATCH", "/api/v1/tenants/current/settings", x.OwnerToken,
+				`{"timezone":5,"locale":"de","colour":"red"}`, []string{"colour", "timezone"}},
+			{"nested: a batch", "POST", "/api/v1/authz/check-batch", x.OwnerToken,
+				`{"userId":"u","checks":[{"resource":"user","action":"read","why":1},{"resource":7,"action":"read"}],"extra":true}`,
+				[]string{"checks[0].why", "checks[1].resource", "extra"}},
+			{"an identity provider", "POST", "/api/v1/identity-providers", x.OwnerToken,
+				`{"name":"","issuer":"ftp://idp","clientId":"c","clientSecret":"s","prompt":"login"}`, []string{"issuer", "name", "prompt"}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				r := a.want(a.do(tc.method, tc.path, tc.token, tc.body, nil), 400, "INVALID_REQUEST")
+				if diff := cmp.Diff(fieldNames(r), tc.fields); diff != "" {
+					t.Errorf("fields named (-got +want):\n%s\n%s", diff, r.Raw)
+				}
+			})
+		}
+		// The README's own examples: both pass the password rule.
+		for _, u := range []map[string]any{{"email": "bob@bad-fields.test", "password": "bobs-password-9"}, {"email": "carol@bad-fields.test", "password": "carols-password-9"}} {
+			a.want(a.do("POST", "/api/v1/users", x.OwnerToken, u, nil), 201, "")
+		}
+	})
+}
