@@ -360,7 +360,9 @@ func (s *Service) checkSignup(ctx context.Context, in *Signup) errs.Fields {
 
 // CheckSignup reports every problem of a new tenant's values, plan included,
 // by the rule Create applies.
-func (s *Service) CheckSignup(ctx context.Context, in Signup) errs.Fields { return s.checkSignup(ctx, &in) }
+func (s *Service) CheckSignup(ctx context.Context, in Signup) errs.Fields {
+	return s.checkSignup(ctx, &in)
+}
 
 // Validate reports every problem of a new tenant's slug and name.
 func (in Signup) Validate() errs.Fields {
