@@ -172,6 +172,21 @@ func (g *gw) ledgerEqualsLogs(t *testing.T) (logs int64) {
 	return logs
 }
 
+// logsWhen polls the request log (with query) until ok holds of its rows or
+// a deadline passes, and returns the last rows read: a refused or failed
+// call's row is written after its answer.
+func (g *gw) logsWhen(t *testing.T, query string, ok func([]map[string]any) bool) []map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rows := g.a.want(g.a.do("GET", "/api/v1/logs?"+query, g.org.OwnerToken, nil, nil), 200, "").items()
+		if ok(rows) || time.Now().After(deadline) {
+			return rows
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func chat(model string, extra map[string]any) map[string]any {
 	b := map[string]any{"model": model, "messages": []map[string]any{{"role": "user", "content": "Say hello"}}}
 	for k, v := range extra {
@@ -443,8 +458,9 @@ func TestGatewayFailoverAndHealth(t *testing.T) {
 		if ch.str("status") != "auto_disabled" || !strings.Contains(ch.str("statusReason"), "401") {
 			t.Errorf("after an invalid key: %s", ch.Raw)
 		}
-		// Failed calls are logged and cost nothing.
-		if l := a.want(a.do("GET", "/api/v1/logs?status=error", g.org.OwnerToken, nil, nil), 200, "").items(); len(l) == 0 || l[0]["cost"] != "0.00" {
+		// Failed calls are logged (after the answer: the row is written in the
+		// background, so wait for it) and cost nothing.
+		if l := g.logsWhen(t, "status=error", func(l []map[string]any) bool { return len(l) > 0 }); len(l) == 0 || l[0]["cost"] != "0.00" {
 			t.Errorf("failed call rows: %v", l)
 		}
 		g.ledgerEqualsLogs(t)
