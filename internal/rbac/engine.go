@@ -590,14 +590,9 @@ func (e *Engine) callerHolds(ctx context.Context, grants []Grant) error {
 	return nil
 }
 
-// SaveRole creates (id "") or replaces a custom role.
-func (e *Engine) SaveRole(ctx context.Context, id string, in NewRole) (*RoleRecord, error) {
-	if id != "" {
-		if _, ok := builtinByID(id); ok {
-			return nil, errs.Forbidden(errs.CodeForbidden, "built-in roles cannot be changed")
-		}
-	}
-	f := errs.Fields{}
+// check is the one rule for a role's own values (its parent and what the
+// caller may grant need the database).
+func (in *NewRole) check(f errs.Fields) {
 	if !roleNameRe.MatchString(in.Name) || IsTenantRole(in.Name) || in.Name == RolePlatformAdmin {
 		f.Add("name", "must be 2-63 characters of a-z, 0-9, _ . - starting with a letter, and not a built-in role's name")
 	}
@@ -609,6 +604,24 @@ func (e *Engine) SaveRole(ctx context.Context, id string, in NewRole) (*RoleReco
 		f.Add("level", "must be from 0 to 1000")
 	}
 	validateGrants(f, in.Permissions)
+}
+
+// Validate reports every problem of a role's own values, by SaveRole's rule.
+func (in NewRole) Validate() errs.Fields {
+	f := errs.Fields{}
+	in.check(f)
+	return f
+}
+
+// SaveRole creates (id "") or replaces a custom role.
+func (e *Engine) SaveRole(ctx context.Context, id string, in NewRole) (*RoleRecord, error) {
+	if id != "" {
+		if _, ok := builtinByID(id); ok {
+			return nil, errs.Forbidden(errs.CodeForbidden, "built-in roles cannot be changed")
+		}
+	}
+	f := errs.Fields{}
+	in.check(f)
 	if err := f.Err(); err != nil {
 		return nil, err
 	}

@@ -499,6 +499,9 @@ func TestEveryBadFieldIsNamed(t *testing.T) {
 			{"nested: a batch", "POST", "/api/v1/authz/check-batch", x.OwnerToken,
 				`{"userId":"u","checks":[{"resource":"user","action":"read","why":1},{"resource":7,"action":"read"}],"extra":true}`,
 				[]string{"checks[0].why", "checks[1].resource", "extra"}},
+			{"a role", "POST", "/api/v1/roles", x.OwnerToken,
+				`{"name":"Bad Name","level":5000,"color":"red","permissions":[{"permission":"nope:x"}]}`,
+				[]string{"color", "level", "name", "permissions[0]"}},
 			{"an identity provider", "POST", "/api/v1/identity-providers", x.OwnerToken,
 				`{"name":"","issuer":"ftp://idp","clientId":"c","clientSecret":"s","prompt":"login"}`, []string{"issuer", "name", "prompt"}},
 		} {
