@@ -568,8 +568,8 @@ func (p *Patch) apply(ctx context.Context, s *Service, t *Tenant, f errs.Fields,
 			t.Compliance.DataRetentionDays = *cp.DataRetentionDays
 		}
 		if cp.GDPRContact != nil {
-			c := strings.TrimSpace(*cp.GDPRContact)
-			if c != "" && (len(c) > 254 || !strings.Contains(c, "@")) {
+			c := f.Text("compliance.gdprContact", *cp.GDPRContact, 0, 254)
+			if c != "" && !strings.Contains(c, "@") {
 				f.Add("compliance.gdprContact", "must be an email address, or empty")
 			}
 			t.Compliance.GDPRContact = c

@@ -251,6 +251,8 @@ func TestRetentionFloorRefreshAllowlistAndControlCharacters(t *testing.T) {
 				{"signup", "POST", "/api/v1/tenants/signup", "", map[string]any{"slug": "ctl-two", "name": "Acme\u202eInc",
 					"ownerEmail": "o@ctl-two.test", "ownerPassword": pw}, "name"},
 				{"operator renames, line separator", "PATCH", "/api/v1/admin/tenants/" + x.ID, op, map[string]any{"name": "Acme\u2028Inc"}, "name"},
+				{"the GDPR contact", "PATCH", "/api/v1/tenants/current/compliance", x.OwnerToken, map[string]any{"gdprContact": "dpo@hardening.test\nBcc: x@evil.test"},
+					"compliance.gdprContact"},
 				{"a user's first name", "POST", "/api/v1/users", x.OwnerToken, map[string]any{"email": "c@hardening.test", "password": pw, "firstName": "Bob\tby"}, "firstName"},
 				{"one's own last name", "PATCH", "/api/v1/users/me", x.UserToken, map[string]any{"lastName": "Lee\r\nX-Injected: 1"}, "lastName"},
 				{"an API key", "POST", "/api/v1/api-keys", x.OwnerToken, map[string]any{"name": "ci\nkey"}, "name"},
