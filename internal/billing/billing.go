@@ -440,7 +440,7 @@ func (s *Service) SetLowBalanceThreshold(ctx context.Context, tenantID string, t
 			VALUES (?, 0, ?, false, ?, 1, ?)
 			ON CONFLICT (tenant_id) DO UPDATE SET low_balance_threshold_micros = excluded.low_balance_threshold_micros,
 				low_balance_notified = false, revision = billing_accounts.revision + 1, updated_at = excluded.updated_at
-			RETURNING balance_micros, low_balance_threshold_micros, currency, revision`,
+			RETURNING balance_micros, low_balance_threshold_micros, currency, revision, updated_at`,
 			tenantID, v, s.currency, now).Scan(&row).Error; err != nil {
 			return err
 		}

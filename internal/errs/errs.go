@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Kind classifies an error; web maps each Kind to one HTTP status.
@@ -195,6 +197,29 @@ func (f Fields) Add(field, problem string) {
 	if _, ok := f[field]; !ok {
 		f[field] = problem
 	}
+}
+
+// Text is the one check of a one-line text people read: a name, a display
+// name. It trims v, records a problem under field unless v has min to max
+// characters and no control characters (C0, DEL, C1), line or paragraph
+// separators or bidirectional overrides (which would let the text rewrite
+// logs, terminals or pages around it), and returns the trimmed text.
+func (f Fields) Text(field, v string, min, max int) string {
+	v = strings.TrimSpace(v)
+	if n := utf8.RuneCountInString(v); n < min || n > max {
+		if min > 0 {
+			f.Add(field, fmt.Sprintf("must be %d to %d characters", min, max))
+		} else {
+			f.Add(field, fmt.Sprintf("must be at most %d characters", max))
+		}
+	} else if strings.IndexFunc(v, unreadable) >= 0 || !utf8.ValidString(v) {
+		f.Add(field, "must not contain control characters (line breaks, tabs, escape sequences, direction overrides)")
+	}
+	return v
+}
+
+func unreadable(r rune) bool {
+	return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || (r >= '\u202a' && r <= '\u202e') || (r >= '\u2066' && r <= '\u2069')
 }
 
 // Err returns nil when no problem was recorded, else a 400 INVALID_REQUEST.

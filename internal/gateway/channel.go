@@ -186,9 +186,7 @@ func (in *ChannelInput) apply(c *Channel, creating bool, platform bool, planExis
 	if creating && c.Weight == 0 && in.Weight == nil {
 		c.Weight = 1
 	}
-	if n := len([]rune(c.Name)); n < 1 || n > 100 {
-		f.Add("name", "is required: 1-100 characters")
-	}
+	c.Name = f.Text("name", c.Name, 1, 100)
 	if !slices.Contains(providers, c.Provider) {
 		f.Add("provider", "must be one of "+strings.Join(providers, ", "))
 	}

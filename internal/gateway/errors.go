@@ -59,8 +59,19 @@ type UpstreamReply struct {
 
 func (e *UpstreamReply) Error() string { return fmt.Sprintf("upstream answered %d", e.Status) }
 
-// WriteError answers err in OpenAI's error shape with status (the one the
-// HTTP layer's table gives err's kind). Internal causes are never shown.
+// Status is the HTTP status of an error kind on /v1/*: the control-plane
+// table (errs.Kind.HTTPStatus), except that a balance or key budget that does
+// not cover the call is 429 (OpenAI's insufficient_quota), not 402, so the
+// official SDKs raise their typed rate-limit error instead of a bare APIError.
+func Status(k errs.Kind) int {
+	if k == errs.KindPaymentRequired {
+		return http.StatusTooManyRequests
+	}
+	return k.HTTPStatus()
+}
+
+// WriteError answers err in OpenAI's error shape with status (Status of
+// err's kind). Internal causes are never shown.
 func WriteError(w http.ResponseWriter, status int, err error, requestID string) {
 	if requestID != "" {
 		w.Header().Set("X-Request-ID", requestID)

@@ -105,6 +105,7 @@ type Service struct {
 	journal *journal.Journal
 	tokens  tokens
 	probing atomic.Bool
+	trials  atomic.Uint64 // tokens of half-open trial calls
 
 	// cut ends every upstream call in flight (CutStreams, at the end of a
 	// shutdown's grace period); cutCtx is done once it did.
@@ -230,11 +231,13 @@ type health struct {
 	disabled   atomic.Bool  // set at once on automatic disablement, before the reload
 	disabledAt atomic.Int64 // when (unix nanoseconds)
 	// While disabled: the next probe is due at probeAt (unix ns), after a
-	// wait of backoff (ns) that doubles with every failed probe; trial is a
+	// wait of backoff (ns) that doubles with every failed probe; trial holds
+	// the token (candidate.trial) of the call let through while every channel
+	// of its model is down, 0 when free; it was a
 	// real call let through while every channel of its model is down.
 	probeAt  atomic.Int64
 	backoff  atomic.Int64
-	trial    atomic.Bool
+	trial    atomic.Uint64
 	reviving atomic.Bool // a re-enablement is being recorded
 }
 
@@ -395,7 +398,7 @@ type candidate struct {
 	l        *live
 	upstream string
 	byok     bool
-	trial    bool // a half-open trial of a disabled channel: its slot goes back after the attempt
+	trial    uint64 // non-zero: a half-open trial of a disabled channel, holding its slot with this token
 }
 
 // candidates returns, in the order to try them, the enabled channels that
@@ -422,7 +425,7 @@ func (g *Service) candidates(tenantID, plan, model string, byok bool, set *Setti
 				continue
 			}
 			if l.ch.Status == StatusAutoDisabled || (l.ch.Status == StatusEnabled && l.health.disabled.Load()) {
-				down = append(down, candidate{l: l, upstream: l.ch.UpstreamModel(model), byok: isOwn, trial: true})
+				down = append(down, candidate{l: l, upstream: l.ch.UpstreamModel(model), byok: isOwn})
 				continue
 			}
 			if l.ch.Status != StatusEnabled {
@@ -447,8 +450,10 @@ func (g *Service) candidates(tenantID, plan, model string, byok bool, set *Setti
 	// Every channel of the model is down (half-open): one real call at a time
 	// goes to each, and the first that succeeds brings its channel back, so
 	// a flaky channel still serves rather than refusing everything.
+	token := g.trials.Add(1)
 	for _, c := range down {
-		if c.l.health.trial.CompareAndSwap(false, true) {
+		if c.l.health.trial.CompareAndSwap(0, token) {
+			c.trial = token
 			out = append(out, c)
 		}
 	}
@@ -523,4 +528,11 @@ func actorName(ctx context.Context) string {
 		return string(a.Type) + ":" + a.ID
 	}
 	return "system"
+}
+
+// endTrial gives a trial call's slot back (only its own: the token says whose).
+func (c candidate) endTrial() {
+	if c.trial != 0 {
+		c.l.health.trial.CompareAndSwap(c.trial, 0)
+	}
 }

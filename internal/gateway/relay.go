@@ -95,6 +95,11 @@ func (g *Service) Serve(w http.ResponseWriter, r *http.Request, op wire.Op, c Ca
 		return errs.Forbidden(CodeModelNotAllowed, "this API key may not use the model %q; it may use: %s", cl.Model, strings.Join(c.KeyModels, ", "))
 	}
 	cands, unhealthy := g.candidates(c.TenantID, c.Plan, cl.Model, c.BYOK, set)
+	defer func(taken []candidate) { // trial slots go back on every path, tried or filtered out
+		for _, c := range taken {
+			c.endTrial()
+		}
+	}(slices.Clone(cands))
 	if unhealthy {
 		return &errs.Error{Kind: errs.KindUnavailable, Code: CodeNoHealthyChannel, RetryAfter: g.retryAfterUnhealthy(),
 			Msg: fmt.Sprintf("every channel serving %q is failing its health checks; retry shortly", cl.Model)}
@@ -122,14 +127,14 @@ func (g *Service) Serve(w http.ResponseWriter, r *http.Request, op wire.Op, c Ca
 		if !ok {
 			return badBody("n", "the output this call asks for is too large to price")
 		}
-		est, priced, err := g.opts.Billing.Cost(r.Context(), c.TenantID, cl.Model, cl.estPrompt, 0, out)
+		priceModel, est, priced, err := g.pricedAs(r.Context(), c.TenantID, cl.Model, &cands, cl.estPrompt, out)
 		if err != nil {
 			return err
 		}
 		switch {
 		case priced:
 			price = func(u wire.Usage) (int64, error) {
-				m, _, err := g.opts.Billing.Cost(context.WithoutCancel(r.Context()), c.TenantID, cl.Model, u.PromptTokens, u.CachedTokens, u.CompletionTokens)
+				m, _, err := g.opts.Billing.Cost(context.WithoutCancel(r.Context()), c.TenantID, priceModel, u.PromptTokens, u.CachedTokens, u.CompletionTokens)
 				return int64(m), err
 			}
 			if hold, err = g.opts.Billing.Reserve(r.Context(), c.TenantID, c.KeyID, c.KeyBudget, est); err != nil {
@@ -157,35 +162,23 @@ func (g *Service) Serve(w http.ResponseWriter, r *http.Request, op wire.Op, c Ca
 		p := truncate(promptText(&cl), 64<<10)
 		l.Prompt = &p
 	}
-	defer func() { // the trial slots this call took and did not use go back
-		for _, c := range cands {
-			if c.trial {
-				c.l.health.trial.Store(false)
-			}
-		}
-	}()
 	var lastErr error
-	for i, cand := range cands {
+	for _, cand := range cands {
 		if l.Attempts >= g.opts.MaxAttempts {
 			break
 		}
-		cands[i].trial = false // from here on this loop gives its slot back
 		h := cand.l.health
-		if h.disabled.Load() && !cand.trial {
+		if h.disabled.Load() && cand.trial == 0 {
 			continue // disabled by another request meanwhile: never picked
 		}
 		if !h.acquire(cand.l.ch.MaxConcurrency) {
-			if cand.trial {
-				h.trial.Store(false)
-			}
+			cand.endTrial()
 			continue // at its concurrency limit
 		}
 		l.Attempts++
 		done, err := g.attempt(w, r, &cl, cand, l, start, price, hold, set)
 		h.inflight.Add(-1)
-		if cand.trial {
-			h.trial.Store(false)
-		}
+		cand.endTrial()
 		if done {
 			return err
 		}
@@ -199,7 +192,7 @@ func (g *Service) Serve(w http.ResponseWriter, r *http.Request, op wire.Op, c Ca
 		}
 	}
 	if e, ok := errs.As(lastErr); ok {
-		l.Status, l.Error = e.Kind.HTTPStatus(), truncate(e.Msg, 500)
+		l.Status, l.Error = Status(e.Kind), truncate(e.Msg, 500)
 	} else {
 		l.Status, l.Error = http.StatusBadGateway, truncate(lastErr.Error(), 500)
 	}
@@ -214,6 +207,33 @@ func (g *Service) logFailed(l *Log) {
 	if err := g.writer.write(context.Background(), l); err != nil {
 		g.log.Warn("could not write a failed call's request log row", "tenant", l.TenantID, "model", l.Model, "err", err)
 	}
+}
+
+// pricedAs picks the price of a call to platform channels: the model's own
+// (an alias may have one), else that of the upstream model the first platform
+// channel maps it to (modelMapping), the first that has a price. When it is
+// priced by an upstream model, platform channels that would forward another
+// upstream model are dropped from cands, so what is priced is what is
+// forwarded. est is the cost of prompt and out tokens at that price.
+func (g *Service) pricedAs(ctx context.Context, tenantID, model string, cands *[]candidate, prompt, out int64) (string, money.Micros, bool, error) {
+	est, priced, err := g.opts.Billing.Cost(ctx, tenantID, model, prompt, 0, out)
+	if err != nil || priced {
+		return model, est, priced, err
+	}
+	for _, c := range *cands {
+		if c.byok || c.upstream == model {
+			continue
+		}
+		if est, priced, err = g.opts.Billing.Cost(ctx, tenantID, c.upstream, prompt, 0, out); err != nil {
+			return "", 0, false, err
+		}
+		if priced {
+			up := c.upstream
+			*cands = slices.DeleteFunc(*cands, func(x candidate) bool { return !x.byok && x.upstream != up })
+			return up, est, true, nil
+		}
+	}
+	return model, 0, false, nil
 }
 
 // attempt tries one channel. done reports that the call ended here (an

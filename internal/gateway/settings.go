@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -35,6 +36,15 @@ type Settings struct {
 	UpdatedAt        time.Time    `json:"updatedAt"`
 
 	compiled []*regexp.Regexp
+}
+
+// MarshalJSON shows updatedAt as null for settings never saved.
+func (s Settings) MarshalJSON() ([]byte, error) {
+	type plain Settings
+	return json.Marshal(struct {
+		plain
+		UpdatedAt *time.Time `json:"updatedAt"`
+	}{plain(s), store.TimeOrNull(s.UpdatedAt)})
 }
 
 // TableName maps settings to ai_settings.
@@ -157,9 +167,7 @@ func (g *Service) UpdateSettings(ctx context.Context, tenantID string, in Settin
 		}
 		for i, r := range rules {
 			p := fmt.Sprintf("redactPatterns[%d].", i)
-			if r.Name == "" || len(r.Name) > 64 {
-				f.Add(p+"name", "is required: 1-64 characters")
-			}
+			rules[i].Name = f.Text(p+"name", r.Name, 1, 64)
 			if len(r.Pattern) == 0 || len(r.Pattern) > 1000 {
 				f.Add(p+"pattern", "is required: a regular expression (RE2 syntax) of at most 1000 characters")
 			} else if _, err := regexp.Compile(r.Pattern); err != nil {

@@ -241,14 +241,19 @@ func TestHalfOpenTrials(t *testing.T) {
 	delete(g.byOwner, "p")
 
 	first, unhealthy := g.candidates("t1", "pro", "m", false, nil)
-	if len(first) != 2 || unhealthy || !first[0].trial || !first[1].trial {
+	if len(first) != 2 || unhealthy || first[0].trial == 0 || first[1].trial == 0 {
 		t.Fatalf("all channels down: candidates %v (unhealthy %v), want both as trials", first, unhealthy)
 	}
 	second, unhealthy := g.candidates("t1", "pro", "m", false, nil)
 	if len(second) != 0 || !unhealthy {
 		t.Fatalf("trial slots taken: candidates %v (unhealthy %v), want none and unhealthy", second, unhealthy)
 	}
-	a.health.trial.Store(false) // a's trial ended
+	for _, c := range first {
+		if c.l == a { // a's trial ended (twice is harmless); b's goes on
+			c.endTrial()
+			c.endTrial()
+		}
+	}
 	third, _ := g.candidates("t1", "pro", "m", false, nil)
 	if len(third) != 1 || third[0].l != a {
 		t.Fatalf("after a's trial: %v, want a", third)

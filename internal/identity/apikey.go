@@ -161,10 +161,7 @@ func (s *Service) CreateAPIKey(ctx context.Context, in NewAPIKey) (*APIKey, stri
 		return nil, "", errs.Forbidden(errs.CodeForbidden, "an impersonation cannot create API keys: they would outlive it")
 	}
 	f := errs.Fields{}
-	in.Name = strings.TrimSpace(in.Name)
-	if in.Name == "" || len(in.Name) > 100 {
-		f.Add("name", "must be 1 to 100 characters")
-	}
+	in.Name = f.Text("name", in.Name, 1, 100)
 	mine := rbac.PermissionsOf(a.Roles)
 	scopes := in.Scopes
 	if len(scopes) == 0 {

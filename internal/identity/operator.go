@@ -41,9 +41,7 @@ func (s *Service) CreateOperator(ctx context.Context, email, password, name stri
 	if p := CheckPassword(password, e); p != "" {
 		f.Add("password", p)
 	}
-	if len(name) > 100 {
-		f.Add("name", "must be at most 100 characters")
-	}
+	name = f.Text("name", name, 0, 100)
 	if err := f.Err(); err != nil {
 		return nil, err
 	}

@@ -72,6 +72,7 @@ func VerifyPassword(pw, encoded string) (bool, error) {
 const (
 	MinPasswordLen = 10
 	MaxPasswordLen = 128
+	minPersonalLen = 3 // shorter email names and usernames are not looked for
 )
 
 var commonPasswords = map[string]bool{
@@ -81,7 +82,11 @@ var commonPasswords = map[string]bool{
 
 // CheckPassword returns a problem with pw ("" when acceptable): 10 to 128
 // characters, a letter and a digit or symbol, not a common password, and not
-// containing the account's email name or username.
+// built on the account's email name or username: with every occurrence of
+// either (when 3 characters or more) taken out, at least 10 characters must
+// remain. So the rule is the same for every name, short or long:
+// "bobs-password-9" and "carols-password-9" both pass (12 characters remain),
+// "carol-2024-xy" and "bob1234567!" both fail.
 func CheckPassword(pw string, personal ...string) string {
 	n := len([]rune(pw))
 	if n < MinPasswordLen {
@@ -105,14 +110,18 @@ func CheckPassword(pw string, personal ...string) string {
 	if commonPasswords[lower] {
 		return "is too common; choose another"
 	}
+	rest := lower
 	for _, p := range personal {
 		p = strings.ToLower(p)
 		if at := strings.IndexByte(p, '@'); at >= 0 {
 			p = p[:at]
 		}
-		if len(p) >= 4 && strings.Contains(lower, p) {
-			return "must not contain your email name or username"
+		if len([]rune(p)) >= minPersonalLen {
+			rest = strings.ReplaceAll(rest, p, "")
 		}
+	}
+	if rest != lower && len([]rune(rest)) < MinPasswordLen {
+		return fmt.Sprintf("must not be built on your email name or username: without it, at least %d characters must remain", MinPasswordLen)
 	}
 	return ""
 }

@@ -104,7 +104,13 @@ func TestCheckPassword(t *testing.T) {
 		{"contains email name", "annlee-rocks-9", []string{"annlee@x.test"}, personal},
 		{"contains email name upper case", "xAnnLee-2024!", []string{"annlee@x.test"}, personal},
 		{"contains username", "i-am-annlee-7", []string{"bob@x.test", "annlee"}, personal},
-		{"short personal ignored", "ann-is-great-1", []string{"ann@x.test"}, ""},
+		{"a short name, enough left", "ann-is-great-1", []string{"ann@x.test"}, ""},
+		{"README: bob", "bobs-password-9", []string{"bob@acme.test", "bob"}, ""},
+		{"README: carol", "carols-password-9", []string{"carol@acme.test", "carol"}, ""},
+		{"a long name, too little left", "carol-2024-xy", []string{"carol@acme.test"}, personal},
+		{"a short name, too little left", "bob1234567!", []string{"bob@acme.test"}, personal},
+		{"a two-letter name is not looked for", "al-12345678", []string{"al@acme.test"}, ""},
+		{"email name and username both taken out", "annlee-j.doe-1234", []string{"annlee@x.test", "j.doe"}, personal},
 		{"personal not contained", "correct-horse-1", []string{"annlee@x.test"}, ""},
 	}
 	for _, tt := range tests {

@@ -131,12 +131,8 @@ func usernameFromEmail(email string) string {
 }
 
 func checkProfile(f errs.Fields, first, last string, phone, avatar *string) {
-	if len(first) > 100 {
-		f.Add("firstName", "must be at most 100 characters")
-	}
-	if len(last) > 100 {
-		f.Add("lastName", "must be at most 100 characters")
-	}
+	f.Text("firstName", first, 0, 100)
+	f.Text("lastName", last, 0, 100)
 	if phone != nil && (len(*phone) > 32 || !regexp.MustCompile(`^\+?[0-9 ()-]{3,32}$`).MatchString(*phone)) {
 		f.Add("phone", "must be a phone number of digits, spaces, ( ) - and an optional leading +")
 	}
@@ -163,6 +159,38 @@ func checkRoles(f errs.Fields, roles []string) []string {
 	return out
 }
 
+// check is the one rule for a new user's values (everything but uniqueness
+// and the caller's rank, which need the database): it records every problem
+// and returns the normalised email, username and roles.
+func (in NewUser) check(f errs.Fields) (email, username string, roles []string) {
+	email = NormalizeEmail(in.Email)
+	if email == "" {
+		f.Add("email", "must be a valid email address")
+	}
+	username = strings.ToLower(strings.TrimSpace(in.Username))
+	if username == "" && email != "" {
+		username = usernameFromEmail(email)
+	}
+	// A username left out comes from the email; a bad email is named once.
+	if (username != "" || email != "") && !usernameRe.MatchString(username) {
+		f.Add("username", "must be 3-64 characters of a-z, 0-9, '.', '_', '-', starting and ending with a letter or digit")
+	}
+	if p := CheckPassword(in.Password, email, username); p != "" {
+		f.Add("password", p)
+	}
+	checkProfile(f, in.FirstName, in.LastName, in.Phone, in.Avatar)
+	roles = checkRoles(f, in.Roles)
+	return email, username, roles
+}
+
+// Validate reports every problem of a new user's values, by the rule
+// CreateUser applies.
+func (in NewUser) Validate() errs.Fields {
+	f := errs.Fields{}
+	in.check(f)
+	return f
+}
+
 // mayGrant refuses built-in roles that rank above the caller (whose rank
 // counts every source of their roles: see rbac.Standing).
 func (s *Service) mayGrant(ctx context.Context, tx *gorm.DB, roles []string) error {
@@ -180,22 +208,7 @@ func (s *Service) mayGrant(ctx context.Context, tx *gorm.DB, roles []string) err
 // records the audit event. Signup calls it inside the tenant's transaction.
 func (s *Service) CreateUserTx(ctx context.Context, tx *gorm.DB, in NewUser) (*User, error) {
 	f := errs.Fields{}
-	email := NormalizeEmail(in.Email)
-	if email == "" {
-		f.Add("email", "must be a valid email address")
-	}
-	username := strings.ToLower(strings.TrimSpace(in.Username))
-	if username == "" && email != "" {
-		username = usernameFromEmail(email)
-	}
-	if !usernameRe.MatchString(username) {
-		f.Add("username", "must be 3-64 characters of a-z, 0-9, '.', '_', '-', starting and ending with a letter or digit")
-	}
-	if p := CheckPassword(in.Password, email, username); p != "" {
-		f.Add("password", p)
-	}
-	checkProfile(f, in.FirstName, in.LastName, in.Phone, in.Avatar)
-	roles := checkRoles(f, in.Roles)
+	email, username, roles := in.check(f)
 	if err := f.Err(); err != nil {
 		return nil, err
 	}

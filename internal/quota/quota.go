@@ -296,9 +296,7 @@ func (s *Service) SavePlan(ctx context.Context, p Plan) (*Plan, error) {
 	if !planNameRe.MatchString(p.Name) {
 		f.Add("name", "must be 2-32 characters of a-z, 0-9, _ and -, starting with a letter")
 	}
-	if p.DisplayName == "" || len(p.DisplayName) > 100 {
-		f.Add("displayName", "must be 1 to 100 characters")
-	}
+	p.DisplayName = f.Text("displayName", p.DisplayName, 1, 100)
 	if !slices.Contains([]string{"shared", "dedicated_db", "dedicated_instance"}, p.Isolation) {
 		f.Add("isolation", "must be shared, dedicated_db or dedicated_instance")
 	}

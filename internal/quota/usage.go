@@ -384,7 +384,7 @@ func (s *Service) CheckPeriod(ctx context.Context, tenantID, meter string, amoun
 			continue
 		}
 		if u.Max != Unlimited && money.Exceeds(u.Used, amount, u.Max) {
-			return &u, exceeded(m, u)
+			return &u, exceeded(m, u, amount)
 		}
 		return &u, nil
 	}
@@ -616,16 +616,22 @@ func (s *Service) AllowsMetered(ctx context.Context, tenantID, meter string, amo
 		}
 		u.Max = e.Limit(m.Limit)
 		if u.Max != Unlimited && money.Exceeds(u.Used, amount, u.Max) {
-			return exceeded(m, u)
+			return exceeded(m, u, amount)
 		}
 	}
 	return nil
 }
 
-// exceeded is the 429 TENANT_QUOTA_EXCEEDED of a used-up period.
-func exceeded(m MeteredLimit, u PeriodUse) error {
+// exceeded is the 429 TENANT_QUOTA_EXCEEDED of a period that cannot take
+// amount more. It says what is true: used up, or asking for more than remains.
+func exceeded(m MeteredLimit, u PeriodUse, amount int64) error {
 	secs := int(time.Until(u.ResetsAt).Seconds()) + 1
-	return &errs.Error{Kind: errs.KindRateLimited, Code: CodeQuotaExceeded, RetryAfter: secs,
-		Msg:    fmt.Sprintf("the %s limit of %d this %s is used up (%d used); it resets at %s", m.Limit, u.Max, m.Period, u.Used, u.ResetsAt.Format(time.RFC3339)),
-		Fields: map[string]string{"limit": fmt.Sprint(u.Max), "used": fmt.Sprint(u.Used), "resetsAt": u.ResetsAt.Format(time.RFC3339)}}
+	resets := u.ResetsAt.Format(time.RFC3339)
+	msg := fmt.Sprintf("the %s limit of %d this %s is used up (%d used); it resets at %s", m.Limit, u.Max, m.Period, u.Used, resets)
+	if u.Used < u.Max {
+		msg = fmt.Sprintf("this asks for %d but only %d of the %s limit of %d remain this %s; it resets at %s",
+			amount, u.Max-u.Used, m.Limit, u.Max, m.Period, resets)
+	}
+	return &errs.Error{Kind: errs.KindRateLimited, Code: CodeQuotaExceeded, RetryAfter: secs, Msg: msg,
+		Fields: map[string]string{"limit": fmt.Sprint(u.Max), "used": fmt.Sprint(u.Used), "requested": fmt.Sprint(amount), "resetsAt": resets}}
 }

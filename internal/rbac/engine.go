@@ -2,6 +2,7 @@ package rbac
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"slices"
@@ -52,6 +53,17 @@ type RoleRecord struct {
 	UpdatedAt    time.Time      `json:"updatedAt"`
 }
 
+// MarshalJSON shows createdAt and updatedAt as null for built-in roles,
+// which were never created or changed in a tenant.
+func (r RoleRecord) MarshalJSON() ([]byte, error) {
+	type plain RoleRecord
+	return json.Marshal(struct {
+		plain
+		CreatedAt *time.Time `json:"createdAt"`
+		UpdatedAt *time.Time `json:"updatedAt"`
+	}{plain(r), store.TimeOrNull(r.CreatedAt), store.TimeOrNull(r.UpdatedAt)})
+}
+
 // TableName maps custom roles to roles.
 func (RoleRecord) TableName() string { return "roles" }
 
@@ -74,6 +86,16 @@ type Assignment struct {
 	CreatedAt  time.Time      `json:"createdAt"`
 }
 
+// MarshalJSON shows createdAt as null for a permanent built-in role (held
+// on the user's record, with no grant time of its own).
+func (a Assignment) MarshalJSON() ([]byte, error) {
+	type plain Assignment
+	return json.Marshal(struct {
+		plain
+		CreatedAt *time.Time `json:"createdAt"`
+	}{plain(a), store.TimeOrNull(a.CreatedAt)})
+}
+
 // TableName maps assignments to user_roles.
 func (Assignment) TableName() string { return "user_roles" }
 
@@ -85,6 +107,12 @@ var roleNamespace = uuid.MustParse("6f1d8a52-3b7e-4c39-9a0e-2f4b7c1d9e85")
 // BuiltinRoleID is the stable id of a built-in role.
 func BuiltinRoleID(name string) string {
 	return uuid.NewSHA1(roleNamespace, []byte("role:"+name)).String()
+}
+
+// permanentAssignmentID is the stable id of a user's permanent built-in role
+// (one held on the user's record rather than through an assignment row).
+func permanentAssignmentID(userID, role string) string {
+	return uuid.NewSHA1(roleNamespace, []byte("permanent:"+userID+":"+role)).String()
 }
 
 func builtinRecord(name string) RoleRecord {
@@ -603,6 +631,29 @@ func (e *Engine) callerHolds(ctx context.Context, tx *gorm.DB, grants []Grant) e
 	return nil
 }
 
+// check is the one rule for a role's own values (its parent and what the
+// caller may grant need the database).
+func (in *NewRole) check(f errs.Fields) {
+	if !roleNameRe.MatchString(in.Name) || IsTenantRole(in.Name) || in.Name == RolePlatformAdmin {
+		f.Add("name", "must be 2-63 characters of a-z, 0-9, _ . - starting with a letter, and not a built-in role's name")
+	}
+	in.DisplayName = f.Text("displayName", in.DisplayName, 0, 100)
+	if len(in.Description) > 1000 {
+		f.Add("description", "must be at most 1000 characters")
+	}
+	if in.Level < 0 || in.Level > 1000 {
+		f.Add("level", "must be from 0 to 1000")
+	}
+	validateGrants(f, in.Permissions)
+}
+
+// Validate reports every problem of a role's own values, by SaveRole's rule.
+func (in NewRole) Validate() errs.Fields {
+	f := errs.Fields{}
+	in.check(f)
+	return f
+}
+
 // SaveRole creates (id "") or replaces a custom role.
 func (e *Engine) SaveRole(ctx context.Context, id string, in NewRole) (*RoleRecord, error) {
 	if id != "" {
@@ -611,16 +662,7 @@ func (e *Engine) SaveRole(ctx context.Context, id string, in NewRole) (*RoleReco
 		}
 	}
 	f := errs.Fields{}
-	if !roleNameRe.MatchString(in.Name) || IsTenantRole(in.Name) || in.Name == RolePlatformAdmin {
-		f.Add("name", "must be 2-63 characters of a-z, 0-9, _ . - starting with a letter, and not a built-in role's name")
-	}
-	if len(in.DisplayName) > 100 || len(in.Description) > 1000 {
-		f.Add("displayName", "displayName at most 100 and description at most 1000 characters")
-	}
-	if in.Level < 0 || in.Level > 1000 {
-		f.Add("level", "must be from 0 to 1000")
-	}
-	validateGrants(f, in.Permissions)
+	in.check(f)
 	if err := f.Err(); err != nil {
 		return nil, err
 	}
@@ -856,7 +898,7 @@ func (e *Engine) Assignments(ctx context.Context, userID string) ([]Assignment, 
 	}
 	out := []Assignment{}
 	for _, n := range perm {
-		out = append(out, Assignment{TenantID: store.TenantFrom(ctx), UserID: userID, RoleID: BuiltinRoleID(n), RoleName: n,
+		out = append(out, Assignment{TenantID: store.TenantFrom(ctx), ID: permanentAssignmentID(userID, n), UserID: userID, RoleID: BuiltinRoleID(n), RoleName: n,
 			IsActive: true, Permanent: true, Metadata: map[string]any{}})
 	}
 	var as []Assignment

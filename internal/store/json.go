@@ -4,6 +4,7 @@ import (
 	"database/sql/driver"
 	"encoding/json"
 	"fmt"
+	"time"
 )
 
 // JSON is a raw JSON column: TEXT on SQLite, jsonb on PostgreSQL.
@@ -53,4 +54,13 @@ func MustJSON(v any) string {
 		panic(err)
 	}
 	return string(b)
+}
+
+// TimeOrNull is t for a JSON answer: nil (null) when t was never set, so no
+// answer shows the zero time 0001-01-01T00:00:00Z.
+func TimeOrNull(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }

@@ -351,6 +351,42 @@ type Signup struct {
 	Plan string
 }
 
+// check is the one rule for a new tenant's slug and name (the plan needs the
+// catalogue): it records every problem and normalises both.
+func (in *Signup) check(f errs.Fields) {
+	in.Slug = strings.ToLower(strings.TrimSpace(in.Slug))
+	if p := CheckSlug(in.Slug); p != "" {
+		f.Add("slug", p)
+	}
+	in.Name = f.Text("name", in.Name, 1, 100)
+}
+
+// checkSignup is check and the plan, which defaults to free.
+func (s *Service) checkSignup(ctx context.Context, in *Signup) errs.Fields {
+	f := errs.Fields{}
+	in.check(f)
+	if in.Plan == "" {
+		in.Plan = "free"
+	}
+	if !s.cfg.PlanExists(ctx, in.Plan) {
+		f.Add("plan", "is not in the plan catalogue (GET /api/v1/plans)")
+	}
+	return f
+}
+
+// CheckSignup reports every problem of a new tenant's values, plan included,
+// by the rule Create applies.
+func (s *Service) CheckSignup(ctx context.Context, in Signup) errs.Fields {
+	return s.checkSignup(ctx, &in)
+}
+
+// Validate reports every problem of a new tenant's slug and name.
+func (in Signup) Validate() errs.Fields {
+	f := errs.Fields{}
+	in.check(f)
+	return f
+}
+
 // Provision runs inside signup's transaction once the tenant row exists, to
 // create what the tenant needs (its owner). The tx is scoped to the tenant.
 type Provision func(ctx context.Context, tx *gorm.DB, t *Tenant) error
@@ -358,21 +394,7 @@ type Provision func(ctx context.Context, tx *gorm.DB, t *Tenant) error
 // Create provisions a tenant: provisioning → (provision) → trial, in one
 // transaction, so a failure leaves nothing behind.
 func (s *Service) Create(ctx context.Context, in Signup, provision Provision) (*Tenant, error) {
-	f := errs.Fields{}
-	in.Slug = strings.ToLower(strings.TrimSpace(in.Slug))
-	if p := CheckSlug(in.Slug); p != "" {
-		f.Add("slug", p)
-	}
-	in.Name = strings.TrimSpace(in.Name)
-	if in.Name == "" || len(in.Name) > 100 {
-		f.Add("name", "must be 1 to 100 characters")
-	}
-	if in.Plan == "" {
-		in.Plan = "free"
-	}
-	if !s.cfg.PlanExists(ctx, in.Plan) {
-		f.Add("plan", "is not in the plan catalogue (GET /api/v1/plans)")
-	}
+	f := s.checkSignup(ctx, &in)
 	if err := f.Err(); err != nil {
 		return nil, err
 	}
@@ -470,6 +492,14 @@ type CompliancePatch struct {
 	Require2FA        *bool     `json:"require2fa"`
 }
 
+// The range of compliance.dataRetentionDays (0 keeps everything): a
+// tenant's own admins may set MinRetentionDays to MaxRetentionDays, an
+// operator as few as 1.
+const (
+	MinRetentionDays = 30
+	MaxRetentionDays = 3650
+)
+
 var (
 	localeRe   = regexp.MustCompile(`^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$`)
 	currencyRe = regexp.MustCompile(`^[A-Z]{3}$`)
@@ -481,11 +511,7 @@ var (
 // transaction began: the catalogue is never read inside it).
 func (p *Patch) apply(t *Tenant, f errs.Fields, operator, planKnown bool) {
 	if p.Name != nil {
-		n := strings.TrimSpace(*p.Name)
-		if n == "" || len(n) > 100 {
-			f.Add("name", "must be 1 to 100 characters")
-		}
-		t.Name = n
+		t.Name = f.Text("name", *p.Name, 1, 100)
 	}
 	if p.Slug != nil || p.Plan != nil {
 		if !operator {
@@ -551,14 +577,20 @@ func (p *Patch) apply(t *Tenant, f errs.Fields, operator, planKnown bool) {
 	}
 	if cp := p.Compliance; cp != nil {
 		if cp.DataRetentionDays != nil {
-			if *cp.DataRetentionDays < 0 || *cp.DataRetentionDays > 3650 {
-				f.Add("compliance.dataRetentionDays", "must be from 0 (keep forever) to 3650")
+			// A tenant's admin may not erase its audit trail within days;
+			// only an operator may go below the floor.
+			lowest := MinRetentionDays
+			if operator {
+				lowest = 1
+			}
+			if d := *cp.DataRetentionDays; d != 0 && (d < lowest || d > MaxRetentionDays) {
+				f.Add("compliance.dataRetentionDays", fmt.Sprintf("must be 0 (keep everything) or from %d to %d days (an operator may set as few as 1)", lowest, MaxRetentionDays))
 			}
 			t.Compliance.DataRetentionDays = *cp.DataRetentionDays
 		}
 		if cp.GDPRContact != nil {
-			c := strings.TrimSpace(*cp.GDPRContact)
-			if c != "" && (len(c) > 254 || !strings.Contains(c, "@")) {
+			c := f.Text("compliance.gdprContact", *cp.GDPRContact, 0, 254)
+			if c != "" && !strings.Contains(c, "@") {
 				f.Add("compliance.gdprContact", "must be an email address, or empty")
 			}
 			t.Compliance.GDPRContact = c

@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strings"
 	"unicode/utf8"
 
@@ -71,7 +72,7 @@ func decodeInto(raw []byte, dst any, open byte) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
-		return jsonProblem(err)
+		return allProblems(raw, dst, jsonProblem(err))
 	}
 	if dec.More() {
 		return errs.Invalid("the body has data after the JSON object", map[string]string{"body": "must be exactly one JSON object"})
@@ -104,11 +105,159 @@ func jsonProblem(err error) error {
 	return errs.Invalid("the body could not be decoded", map[string]string{"body": "must be a JSON object of the documented shape"})
 }
 
+// validator is a request body that can check its own values without the
+// database, by the same rule its service applies.
+type validator interface {
+	Validate() errs.Fields
+}
+
+// allProblems turns a decoding error into one answer naming every bad
+// field: each unknown field and wrong type (not only the first the decoder
+// met), and, when the body's type can check itself, every invalid value too.
+// first is the decoder's own answer, kept when the body cannot be walked.
+func allProblems(raw []byte, dst any, first error) error {
+	e, ok := errs.As(first)
+	if !ok || e.Fields["body"] != "" {
+		return first // not JSON, cut short: there are no fields to name
+	}
+	f := errs.Fields{}
+	walkJSON(raw, reflect.TypeOf(dst), "", f)
+	if len(f) == 0 {
+		return first
+	}
+	if v, ok := dst.(validator); ok {
+		for k, p := range v.Validate() {
+			f.Add(k, p) // a field already named for its type keeps that problem
+		}
+	}
+	msg := "the request has invalid fields; see details"
+	if len(f) == 1 {
+		msg = e.Msg
+	}
+	return errs.Invalid(msg, f)
+}
+
+var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+
+// walkJSON records, under their paths (a.b, list[2].c), the members of raw
+// that t has no field for and the values of the wrong type, as
+// encoding/json matches them (exact name first, then case-insensitively).
+func walkJSON(raw json.RawMessage, t reflect.Type, path string, f errs.Fields) {
+	for t.Kind() == reflect.Pointer {
+		if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+			return
+		}
+		t = t.Elem()
+	}
+	name := func(k string) string {
+		if path == "" {
+			return k
+		}
+		return path + "." + k
+	}
+	at := path
+	if at == "" {
+		at = "body"
+	}
+	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		if err := json.Unmarshal(raw, reflect.New(t).Interface()); err != nil {
+			f.Add(at, "is not valid: "+strings.TrimPrefix(err.Error(), "json: "))
+		}
+		return
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		var members map[string]json.RawMessage
+		if json.Unmarshal(raw, &members) != nil || members == nil {
+			f.Add(at, "must be an object")
+			return
+		}
+		fields := jsonFields(t)
+		for k, v := range members {
+			ft, ok := fields[k]
+			if !ok {
+				for fk, fv := range fields {
+					if strings.EqualFold(fk, k) {
+						ft, ok = fv, true
+						break
+					}
+				}
+			}
+			if !ok {
+				f.Add(name(k), "is not a known field")
+				continue
+			}
+			walkJSON(v, ft, name(k), f)
+		}
+	case reflect.Slice, reflect.Array:
+		var items []json.RawMessage
+		if err := json.Unmarshal(raw, &items); err != nil {
+			if !bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+				f.Add(at, "must be "+jsonType(t.Kind().String()))
+			}
+			return
+		}
+		for i, it := range items {
+			walkJSON(it, t.Elem(), fmt.Sprintf("%s[%d]", at, i), f)
+		}
+	case reflect.Map:
+		var members map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &members); err != nil {
+			f.Add(at, "must be "+jsonType(t.Kind().String()))
+			return
+		}
+		for k, v := range members {
+			walkJSON(v, t.Elem(), name(k), f)
+		}
+	case reflect.Interface:
+	default:
+		if err := json.Unmarshal(raw, reflect.New(t).Interface()); err != nil {
+			f.Add(at, "must be "+jsonType(t.Kind().String()))
+		}
+	}
+}
+
+// jsonFields maps a struct's JSON member names to their types, with
+// embedded structs' fields promoted as encoding/json does.
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		tag := sf.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		n, _, _ := strings.Cut(tag, ",")
+		if sf.Anonymous && n == "" {
+			et := sf.Type
+			if et.Kind() == reflect.Pointer {
+				et = et.Elem()
+			}
+			if et.Kind() == reflect.Struct {
+				for k, v := range jsonFields(et) {
+					if _, ok := out[k]; !ok {
+						out[k] = v
+					}
+				}
+				continue
+			}
+		}
+		if !sf.IsExported() {
+			continue
+		}
+		if n == "" {
+			n = sf.Name
+		}
+		out[n] = sf.Type
+	}
+	return out
+}
+
 func jsonType(kind string) string {
 	switch kind {
 	case "string":
 		return "a string"
-	case "int", "int64", "int32", "uint", "uint64", "float64":
+	case "int", "int64", "int32", "int16", "int8", "uint", "uint64", "uint32", "uint16", "uint8", "float64", "float32":
 		return "a number"
 	case "bool":
 		return "true or false"

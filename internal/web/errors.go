@@ -52,7 +52,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		if e.Kind == errs.KindInternal && !errors.As(err, &up) {
 			s.log.ErrorContext(r.Context(), "request failed", "err", err, "requestId", requestID(r.Context()), "method", r.Method, "path", r.URL.Path)
 		}
-		gateway.WriteError(w, status, err, requestID(r.Context()))
+		gateway.WriteError(w, gateway.Status(e.Kind), err, requestID(r.Context()))
 		return
 	}
 	msg := e.Msg

@@ -197,8 +197,8 @@ func TestGatewaySDKOpenAI(t *testing.T) {
 			}{
 				{"unknown model", g.key, "gpt-nope", false, 404, "model_not_found", "invalid_request_error"},
 				{"unknown model, streaming", g.key, "gpt-nope", true, 404, "model_not_found", "invalid_request_error"},
-				{"no balance", brokeKey, "gpt-test", false, 402, "insufficient_quota", "insufficient_quota"},
-				{"no balance, streaming", brokeKey, "gpt-test", true, 402, "insufficient_quota", "insufficient_quota"},
+				{"no balance", brokeKey, "gpt-test", false, 429, "insufficient_quota", "insufficient_quota"},
+				{"no balance, streaming", brokeKey, "gpt-test", true, 429, "insufficient_quota", "insufficient_quota"},
 				{"bad key", "tg_not-a-real-key", "gpt-test", false, 401, "invalid_api_key", "authentication_error"},
 			} {
 				t.Run(tc.name, func(t *testing.T) {

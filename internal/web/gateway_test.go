@@ -179,6 +179,21 @@ func (g *gw) ledgerEqualsLogs(t *testing.T) (logs int64) {
 	return logs
 }
 
+// logsWhen polls the request log (with query) until ok holds of its rows or
+// a deadline passes, and returns the last rows read: a refused or failed
+// call's row is written after its answer.
+func (g *gw) logsWhen(t *testing.T, query string, ok func([]map[string]any) bool) []map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rows := g.a.want(g.a.do("GET", "/api/v1/logs?"+query, g.org.OwnerToken, nil, nil), 200, "").items()
+		if ok(rows) || time.Now().After(deadline) {
+			return rows
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func chat(model string, extra map[string]any) map[string]any {
 	b := map[string]any{"model": model, "messages": []map[string]any{{"role": "user", "content": "Say hello"}}}
 	for k, v := range extra {
@@ -405,10 +420,10 @@ func TestGatewayErrorsInOpenAIShape(t *testing.T) {
 		if r := g.post(t, "/v1/chat/completions", g.key, chat("gpt-free", nil)); r.StatusCode != 200 {
 			t.Errorf("unpriced but allowed: %d %s", r.StatusCode, readAll(t, r))
 		}
-		// An empty balance is 402 insufficient_quota.
+		// An empty balance is 429 insufficient_quota on /v1 (OpenAI's answer; 402 on the control-plane API).
 		poor := a.signup("poor")
 		pk := a.want(a.do("POST", "/api/v1/api-keys", poor.OwnerToken, map[string]any{"name": "app"}, nil), 201, "").str("secret")
-		if status, typ, code, msg := openAIErr(t, g.post(t, "/v1/chat/completions", pk, chat("gpt-test", nil))); status != 402 || typ != "insufficient_quota" || code != "insufficient_quota" {
+		if status, typ, code, msg := openAIErr(t, g.post(t, "/v1/chat/completions", pk, chat("gpt-test", nil))); status != 429 || typ != "insufficient_quota" || code != "insufficient_quota" {
 			t.Errorf("no balance: %d %s %s %s", status, typ, code, msg)
 		}
 		// A member without ai:invoke (a custom role) is refused; a plain user may call.
@@ -607,7 +622,7 @@ func TestGatewayConcurrentCallsNeverOverdraw(t *testing.T) {
 				switch r.StatusCode {
 				case 200:
 					ok.Add(1)
-				case 402:
+				case 429:
 					refused.Add(1)
 				default:
 					t.Errorf("status %d", r.StatusCode)
@@ -669,7 +684,7 @@ func TestGatewayBYOKWithoutBalanceAndLogSearch(t *testing.T) {
 		own := newFakeOpenAI(t, "sk-own")
 		broke := a.signup("broke")
 		key := a.want(a.do("POST", "/api/v1/api-keys", broke.OwnerToken, map[string]any{"name": "app"}, nil), 201, "").str("secret")
-		if status, _, code, _ := openAIErr(t, g.post(t, "/v1/chat/completions", key, chat("gpt-test", nil))); status != 402 || code != "insufficient_quota" {
+		if status, _, code, _ := openAIErr(t, g.post(t, "/v1/chat/completions", key, chat("gpt-test", nil))); status != 429 || code != "insufficient_quota" {
 			t.Fatalf("no balance, no own channel: %d %s", status, code)
 		}
 		a.want(a.do("POST", "/api/v1/channels", broke.OwnerToken, map[string]any{"name": "mine", "provider": "openai_compatible",
@@ -695,7 +710,7 @@ func TestGatewayReviewRegressions(t *testing.T) {
 		a := g.a
 		// A call refused after its reservation (the request cannot be put to
 		// the upstream) gives the reservation back: a leaked one would make
-		// the next call 402 on a balance that covers one call (about 0.033 reserved each).
+		// the next call 429 (insufficient_quota) on a balance that covers one call (about 0.033 reserved each).
 		tight := a.signup("tightco")
 		key := a.want(a.do("POST", "/api/v1/api-keys", tight.OwnerToken, map[string]any{"name": "app"}, nil), 201, "").str("secret")
 		a.want(a.do("POST", "/api/v1/admin/tenants/"+tight.ID+"/topups", g.op, map[string]any{"amount": "0.20", "idempotencyKey": "t"}, nil), 201, "")
@@ -713,7 +728,7 @@ func TestGatewayReviewRegressions(t *testing.T) {
 			t.Errorf("after refused calls: %d %s (a reservation leaked)", r.StatusCode, readAll(t, r))
 		}
 		// n answers reserve n times: 20 × 4096 output tokens at 8.00/MTok does not fit 0.20.
-		if status, _, code, _ := openAIErr(t, g.post(t, "/v1/chat/completions", key, chat("gpt-test", map[string]any{"n": 20}))); status != 402 || code != "insufficient_quota" {
+		if status, _, code, _ := openAIErr(t, g.post(t, "/v1/chat/completions", key, chat("gpt-test", map[string]any{"n": 20}))); status != 429 || code != "insufficient_quota" {
 			t.Errorf("n=20: %d %s", status, code)
 		}
 		// NUL in stored content (PostgreSQL text refuses it) still bills and answers.

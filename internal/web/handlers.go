@@ -148,17 +148,55 @@ func (s *server) createTenant(ctx context.Context, in SignupRequest, withTokens 
 	return CreateTenant(ctx, s.Tenants, s.Identity, in, withTokens)
 }
 
+// owner is the new user a signup creates.
+func (in SignupRequest) owner() identity.NewUser {
+	first, last, _ := strings.Cut(strings.TrimSpace(in.OwnerName), " ")
+	return identity.NewUser{Email: in.OwnerEmail, Password: in.OwnerPassword, FirstName: first, LastName: strings.TrimSpace(last),
+		Roles: []string{rbac.RoleOwner}}
+}
+
+// Validate reports every problem of a signup's values (the tenant's and its
+// owner's; the plan is checked against the catalogue on creation).
+func (in SignupRequest) Validate() errs.Fields {
+	f := tenant.Signup{Slug: in.Slug, Name: in.Name}.Validate()
+	for k, p := range ownerFields(in.owner().Validate()) {
+		f.Add(k, p)
+	}
+	return f
+}
+
+// ownerFields names a new owner's problems by the signup body's fields.
+func ownerFields(f errs.Fields) errs.Fields {
+	names := map[string]string{"email": "ownerEmail", "username": "ownerEmail", "password": "ownerPassword",
+		"firstName": "ownerName", "lastName": "ownerName"}
+	out := errs.Fields{}
+	for k, p := range f {
+		if n, ok := names[k]; ok {
+			out.Add(n, p)
+		} else {
+			out.Add("owner"+strings.ToUpper(k[:1])+k[1:], p)
+		}
+	}
+	return out
+}
+
 // CreateTenant provisions a tenant and its owner in one transaction; the
 // API's signup, the operators' API and the CLI all create tenants through it.
+// Every problem of the tenant's and the owner's values is named at once.
 func CreateTenant(ctx context.Context, tenants *tenant.Service, ident *identity.Service, in SignupRequest, withTokens bool) (*tenant.Tenant, *identity.User, *identity.Tokens, error) {
-	first, last, _ := strings.Cut(strings.TrimSpace(in.OwnerName), " ")
+	f := tenants.CheckSignup(ctx, tenant.Signup{Slug: in.Slug, Name: in.Name, Plan: in.Plan})
+	for k, p := range ownerFields(in.owner().Validate()) {
+		f.Add(k, p)
+	}
+	if err := f.Err(); err != nil {
+		return nil, nil, nil, err
+	}
 	var owner *identity.User
 	var tokens *identity.Tokens
 	t, err := tenants.Create(ctx, tenant.Signup{Slug: in.Slug, Name: in.Name, Plan: in.Plan},
 		func(ctx context.Context, tx *gorm.DB, t *tenant.Tenant) error {
 			var err error
-			owner, err = ident.CreateUserTx(ctx, tx, identity.NewUser{Email: in.OwnerEmail, Password: in.OwnerPassword,
-				FirstName: first, LastName: strings.TrimSpace(last), Roles: []string{rbac.RoleOwner}})
+			owner, err = ident.CreateUserTx(ctx, tx, in.owner())
 			if err != nil {
 				return prefixFields(err, "owner")
 			}
@@ -280,6 +318,10 @@ func (s *server) refresh(w http.ResponseWriter, r *http.Request) error {
 		}
 		if err := gate(t); err != nil {
 			return err
+		}
+		// The allowlist binds a session's renewal as it binds its start.
+		if a := actor.From(r.Context()); !t.Compliance.AllowsIP(a.SourceIP) {
+			return errs.Forbidden(CodeIPNotAllowed, "this organisation does not allow sign-in from %s", a.SourceIP)
 		}
 	}
 	tokens, err := s.Identity.Refresh(r.Context(), in.RefreshToken)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -276,11 +277,27 @@ func (s *server) svcCheckBatch(w http.ResponseWriter, r *http.Request) error {
 		return errs.Invalid("send 1 to 100 checks", map[string]string{"checks": "must hold 1 to 100 checks"})
 	}
 	out := make([]rbac.Result, 0, len(in.Checks))
-	for _, c := range in.Checks {
+	f := errs.Fields{}
+	for i := range in.Checks {
+		c := &in.Checks[i]
 		c.TenantID = in.TenantID
 		if c.UserID == "" {
 			c.UserID = in.UserID
 		}
+		if c.UserID == "" {
+			f.Add(fmt.Sprintf("checks[%d].userId", i), "is required (here or as the batch's userId)")
+		}
+		if c.Resource == "" {
+			f.Add(fmt.Sprintf("checks[%d].resource", i), "is required")
+		}
+		if c.Action == "" {
+			f.Add(fmt.Sprintf("checks[%d].action", i), "is required")
+		}
+	}
+	if err := f.Err(); err != nil {
+		return err
+	}
+	for _, c := range in.Checks {
 		res, err := s.RBAC.Evaluate(r.Context(), c, "")
 		if err != nil {
 			return errs.Internal(err, "evaluate the checks")

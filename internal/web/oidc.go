@@ -6,7 +6,9 @@ import (
 
 	"github.com/tenantgate/tenantgate/internal/actor"
 	"github.com/tenantgate/tenantgate/internal/errs"
+	"github.com/tenantgate/tenantgate/internal/identity"
 	"github.com/tenantgate/tenantgate/internal/identity/oidc"
+	"github.com/tenantgate/tenantgate/internal/store"
 )
 
 const oidcCookie = "tg_oidc"
@@ -30,7 +32,21 @@ func (s *server) oidcLogin(w http.ResponseWriter, r *http.Request) error {
 	if err := gate(t); err != nil {
 		return err
 	}
-	authURL, state, err := s.OIDC.Begin(r.Context(), t)
+	q := r.URL.Query()
+	c := oidc.Choice{ProviderID: q.Get("provider")}
+	f := errs.Fields{}
+	if c.ProviderID != "" && !store.ValidID(c.ProviderID) {
+		f.Add("provider", "must be an identity provider's id (GET /api/v1/identity-providers)")
+	}
+	if e := q.Get("email"); e != "" {
+		if c.Email = identity.NormalizeEmail(e); c.Email == "" {
+			f.Add("email", "must be an email address")
+		}
+	}
+	if err := f.Err(); err != nil {
+		return err
+	}
+	authURL, state, err := s.OIDC.Begin(r.Context(), t, c)
 	if err != nil {
 		return err
 	}
@@ -98,7 +114,7 @@ func (s *server) createIdP(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &in); err != nil {
 		return err
 	}
-	p, err := s.OIDC.SaveProvider(r.Context(), "", in)
+	p, err := s.OIDC.CreateProvider(r.Context(), in)
 	if err != nil {
 		return err
 	}
@@ -110,11 +126,11 @@ func (s *server) patchIdP(w http.ResponseWriter, r *http.Request) error {
 	if err := s.needOIDC(); err != nil {
 		return err
 	}
-	var in oidc.NewProvider
+	var in oidc.ProviderPatch
 	if err := decodeJSON(r, &in); err != nil {
 		return err
 	}
-	p, err := s.OIDC.SaveProvider(r.Context(), r.PathValue("id"), in)
+	p, err := s.OIDC.UpdateProvider(r.Context(), r.PathValue("id"), in)
 	if err != nil {
 		return err
 	}

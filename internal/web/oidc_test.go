@@ -117,9 +117,19 @@ func person(id, email, org string, roles ...string) *idpUser {
 // ssoLogin runs the browser's part of the flow and returns the final answer.
 func ssoLogin(t *testing.T, a *api, slug, username string) resp {
 	t.Helper()
+	return ssoLoginQuery(t, a, slug, "", username)
+}
+
+// ssoLoginQuery is ssoLogin with a query on the login URL (?provider=, ?email=).
+func ssoLoginQuery(t *testing.T, a *api, slug, query, username string) resp {
+	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Timeout: 20 * time.Second}
-	res, err := c.Get(a.url + "/api/v1/auth/oidc/" + slug + "/login")
+	u := a.url + "/api/v1/auth/oidc/" + slug + "/login"
+	if query != "" {
+		u += "?" + query
+	}
+	res, err := c.Get(u)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -185,12 +186,11 @@ func (s *server) prepareCheck(r *http.Request, c *rbac.Check) error {
 	if c.TenantID != t.ID {
 		return errs.NotFound(errs.CodeTenantNotFound, "no tenant by that reference")
 	}
-	if c.UserID == "" && a.Type == actor.TypeUser {
-		c.UserID = a.ID
-	}
+	// An empty userId is refused, never read as "the caller": a check that
+	// silently answered for someone else than the one meant would say allowed.
 	f := errs.Fields{}
 	if c.UserID == "" {
-		f.Add("userId", "is required")
+		f.Add("userId", "is required: the id of the user to check (your own id to check yourself)")
 	}
 	if c.Resource == "" || len(c.Resource) > 100 || strings.Contains(c.Resource, ":") {
 		f.Add("resource", "is required: a resource name such as user")
@@ -247,7 +247,7 @@ func (s *server) authzCheckBatch(w http.ResponseWriter, r *http.Request) error {
 			c.TenantID = in.TenantID
 		}
 		if err := s.prepareCheck(r, &c); err != nil {
-			return err
+			return prefixFieldPath(err, fmt.Sprintf("checks[%d].", i))
 		}
 		res, err := s.RBAC.Evaluate(r.Context(), c, clientIP(r))
 		if err != nil {
@@ -257,4 +257,19 @@ func (s *server) authzCheckBatch(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"results": out})
 	return nil
+}
+
+// prefixFieldPath names an item's field problems by their place in the body
+// (checks[2].userId), so a batch says which item is wrong.
+func prefixFieldPath(err error, prefix string) error {
+	e, ok := errs.As(err)
+	if !ok || len(e.Fields) == 0 {
+		return err
+	}
+	cp := *e
+	cp.Fields = make(map[string]string, len(e.Fields))
+	for k, v := range e.Fields {
+		cp.Fields[prefix+k] = v
+	}
+	return &cp
 }

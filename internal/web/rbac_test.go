@@ -70,7 +70,7 @@ func TestRBAC(t *testing.T) {
 		a.clock.advance(time.Hour + time.Second) // RBAC's clock, not the access tokens'
 		defer a.clock.advance(-time.Hour - time.Second)
 		a.want(a.do("GET", "/api/v1/audit", x.UserToken, nil, nil), 403, "PERMISSION_DENIED")
-		r := a.want(a.do("POST", "/api/v1/authz/check", x.UserToken, map[string]any{"resource": "audit", "action": "read"}, nil), 200, "")
+		r := a.want(a.do("POST", "/api/v1/authz/check", x.UserToken, map[string]any{"userId": x.UserID, "resource": "audit", "action": "read"}, nil), 200, "")
 		if r.Body["allowed"] != false || r.str("reason") != "insufficient_permissions" {
 			t.Errorf("after expiry: %s", r.Raw)
 		}

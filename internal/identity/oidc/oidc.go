@@ -199,23 +199,81 @@ func random() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// Begin starts a login at the tenant's provider (its own, or the platform
-// provider when the tenant is linked to an organisation) and returns the
-// provider URL to send the browser to and the sealed state for the cookie.
-func (s *Service) Begin(ctx context.Context, t *tenant.Tenant) (authURL, cookie string, err error) {
+// Choice says which of a tenant's providers a login is for: by id, or by
+// the user's email (its domain against the providers' allowedDomains). Both
+// may be empty when the tenant has a single provider.
+type Choice struct {
+	ProviderID string
+	Email      string // normalised; also sent to the provider as login_hint
+}
+
+// CodeChoiceRequired asks the client to name the provider of a login.
+const CodeChoiceRequired = "IDP_CHOICE_REQUIRED"
+
+// choose picks the provider of a login among the tenant's enabled ones
+// (oldest first): the one named by id; else the first whose allowedDomains
+// holds the email's domain, else the first without allowedDomains (it takes
+// any domain); else the only one. Several and no choice is a 400 listing them,
+// never a guess (the oldest might be the one that is down).
+func choose(providers []Provider, c Choice) (*Provider, error) {
+	if c.ProviderID != "" {
+		for i := range providers {
+			if providers[i].ID == c.ProviderID {
+				return &providers[i], nil
+			}
+		}
+		return nil, errs.NotFound("IDP_NOT_FOUND", "this organisation has no enabled identity provider %q", c.ProviderID)
+	}
+	if c.Email != "" {
+		domain := c.Email[strings.LastIndexByte(c.Email, '@')+1:]
+		for i := range providers {
+			if slices.Contains(providers[i].AllowedDomains, domain) {
+				return &providers[i], nil
+			}
+		}
+		for i := range providers {
+			if len(providers[i].AllowedDomains) == 0 {
+				return &providers[i], nil
+			}
+		}
+		return nil, errs.NotFound("IDP_NOT_CONFIGURED", "this organisation has no single sign-on for accounts of %q", domain)
+	}
+	if len(providers) == 1 {
+		return &providers[0], nil
+	}
+	names := make([]string, 0, len(providers))
+	for _, p := range providers {
+		names = append(names, fmt.Sprintf("%s (%s)", p.Name, p.ID))
+	}
+	return nil, &errs.Error{Kind: errs.KindInvalid, Code: CodeChoiceRequired,
+		Msg:    "this organisation has several identity providers; name one with ?provider={id} or give your ?email=: " + strings.Join(names, ", "),
+		Fields: map[string]string{"provider": "is required here: one of " + strings.Join(names, ", "), "email": "or your email address, chosen by its domain"}}
+}
+
+// Begin starts a login at one of the tenant's providers (chosen by c), or
+// at the platform provider when the tenant has none of its own and is linked
+// to an organisation, and returns the provider URL to send the browser to and
+// the sealed state for the cookie.
+func (s *Service) Begin(ctx context.Context, t *tenant.Tenant, c Choice) (authURL, cookie string, err error) {
 	var st *settings
 	var providers []Provider
 	err = s.store.Tx(store.WithTenant(ctx, t.ID), func(tx *gorm.DB) error {
-		return tx.Where("enabled = ?", true).Order("created_at").Find(&providers).Error
+		return tx.Where("enabled = ?", true).Order("created_at, id").Find(&providers).Error
 	})
 	if err != nil {
 		return "", "", errs.Internal(err, "read identity providers")
 	}
 	switch {
 	case len(providers) > 0:
-		if st, err = s.tenantSettings(&providers[0]); err != nil {
+		p, err := choose(providers, c)
+		if err != nil {
 			return "", "", err
 		}
+		if st, err = s.tenantSettings(p); err != nil {
+			return "", "", err
+		}
+	case c.ProviderID != "":
+		return "", "", errs.NotFound("IDP_NOT_FOUND", "this organisation has no enabled identity provider %q", c.ProviderID)
 	case s.platform != nil && t.ExternalOrgID != nil:
 		st = s.platformSettings()
 	default:
@@ -231,6 +289,9 @@ func (s *Service) Begin(ctx context.Context, t *tenant.Tenant) (authURL, cookie 
 	opts := []rp.AuthURLOpt{rp.WithCodeChallenge(oauth2.S256ChallengeFromVerifier(ls.Verifier)),
 		func() []oauth2.AuthCodeOption {
 			o := []oauth2.AuthCodeOption{oauth2.SetAuthURLParam("nonce", ls.Nonce), oauth2.SetAuthURLParam("code_challenge_method", "S256")}
+			if c.Email != "" {
+				o = append(o, oauth2.SetAuthURLParam("login_hint", c.Email))
+			}
 			if st.providerID == "" {
 				// Ask Zitadel for the tenant's organisation.
 				o = append(o, oauth2.SetAuthURLParam("scope", strings.Join(append(slices.Clone(st.scopes), "urn:zitadel:iam:org:id:"+*t.ExternalOrgID), " ")))
@@ -530,11 +591,31 @@ type NewProvider struct {
 	Enabled        *bool    `json:"enabled"`
 }
 
+// ProviderPatch changes a provider; nil fields keep their value.
+type ProviderPatch struct {
+	Name           *string   `json:"name"`
+	Issuer         *string   `json:"issuer"`
+	ClientID       *string   `json:"clientId"`
+	ClientSecret   *string   `json:"clientSecret"`
+	Scopes         *[]string `json:"scopes"`
+	ClaimEmail     *string   `json:"claimEmail"`
+	ClaimName      *string   `json:"claimName"`
+	ClaimRoles     *string   `json:"claimRoles"`
+	AllowedDomains *[]string `json:"allowedDomains"`
+	JIT            *bool     `json:"jit"`
+	DefaultRole    *string   `json:"defaultRole"`
+	Enabled        *bool     `json:"enabled"`
+}
+
+// IssuerRule is what an issuer must be, on create and change alike.
+const IssuerRule = "must be the provider's https URL (plain http only on localhost or a loopback address, for development), " +
+	"without query or fragment; its /.well-known/openid-configuration is read from there"
+
 // validIssuer accepts https URLs, and http only on a loopback host (local
 // development and tests).
 func validIssuer(s string) bool {
 	u, err := url.Parse(s)
-	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		return false
 	}
 	if u.Scheme == "https" {
@@ -545,31 +626,40 @@ func validIssuer(s string) bool {
 	return u.Scheme == "http" && (host == "localhost" || (ip != nil && ip.IsLoopback()))
 }
 
-// SaveProvider creates (id "") or replaces a tenant's provider.
-func (s *Service) SaveProvider(ctx context.Context, id string, in NewProvider) (*Provider, error) {
-	f := errs.Fields{}
-	in.Name = strings.TrimSpace(in.Name)
-	if in.Name == "" || len(in.Name) > 100 {
-		f.Add("name", "must be 1 to 100 characters")
-	}
-	if !validIssuer(in.Issuer) {
-		f.Add("issuer", "must be the provider's https URL (its /.well-known/openid-configuration is read from there)")
+// validate is the one rule for a provider, applied to a new one and to the
+// result of a change alike. It fills defaults and records every problem.
+func (in *NewProvider) validate(f errs.Fields, creating bool) {
+	in.Name = f.Text("name", in.Name, 1, 100)
+	in.Issuer = strings.TrimSuffix(strings.TrimSpace(in.Issuer), "/")
+	if !validIssuer(in.Issuer) || len(in.Issuer) > 2048 {
+		f.Add("issuer", IssuerRule)
 	}
 	if in.ClientID == "" || len(in.ClientID) > 500 {
-		f.Add("clientId", "is required")
+		f.Add("clientId", "is required: at most 500 characters")
 	}
-	if id == "" && (in.ClientSecret == nil || *in.ClientSecret == "") {
+	if creating && (in.ClientSecret == nil || *in.ClientSecret == "") {
 		f.Add("clientSecret", "is required")
+	}
+	if in.ClientSecret != nil && len(*in.ClientSecret) > 2000 {
+		f.Add("clientSecret", "must be at most 2000 characters")
 	}
 	if len(in.Scopes) == 0 {
 		in.Scopes = []string{"openid", "email", "profile"}
 	} else if !slices.Contains(in.Scopes, "openid") {
 		f.Add("scopes", "must include openid")
+	} else if len(in.Scopes) > 50 {
+		f.Add("scopes", "at most 50 scopes")
 	}
 	for _, d := range in.AllowedDomains {
-		if d == "" || strings.ContainsAny(d, "@/ ") || !strings.Contains(d, ".") {
+		if d == "" || strings.ContainsAny(d, "@/ ") || !strings.Contains(d, ".") || len(d) > 253 {
 			f.Add("allowedDomains", fmt.Sprintf("%q is not a domain", d))
 		}
+	}
+	if len(in.AllowedDomains) > 100 {
+		f.Add("allowedDomains", "at most 100 domains")
+	}
+	for i, d := range in.AllowedDomains {
+		in.AllowedDomains[i] = strings.ToLower(d)
 	}
 	if in.DefaultRole == "" {
 		in.DefaultRole = rbac.RoleUser
@@ -583,29 +673,102 @@ func (s *Service) SaveProvider(ctx context.Context, id string, in NewProvider) (
 	if in.ClaimName == "" {
 		in.ClaimName = "name"
 	}
+	for name, v := range map[string]string{"claimEmail": in.ClaimEmail, "claimName": in.ClaimName, "claimRoles": in.ClaimRoles} {
+		if len(v) > 200 {
+			f.Add(name, "must be at most 200 characters")
+		}
+	}
+}
+
+// Validate reports every problem of a new provider without saving it.
+func (in NewProvider) Validate() errs.Fields {
+	f := errs.Fields{}
+	in.AllowedDomains = slices.Clone(in.AllowedDomains)
+	in.validate(f, true)
+	return f
+}
+
+// CreateProvider adds a tenant's provider.
+func (s *Service) CreateProvider(ctx context.Context, in NewProvider) (*Provider, error) {
+	f := errs.Fields{}
+	in.validate(f, true)
 	if err := f.Err(); err != nil {
 		return nil, err
 	}
+	return s.save(ctx, nil, in)
+}
+
+// UpdateProvider changes a tenant's provider: the patch is applied to the
+// stored provider and the result is checked by the same rule as a new one,
+// so {"enabled": false} alone is a valid change.
+func (s *Service) UpdateProvider(ctx context.Context, id string, p ProviderPatch) (*Provider, error) {
+	if !store.ValidID(id) {
+		return nil, errs.NotFound("IDP_NOT_FOUND", "no identity provider %q", id)
+	}
+	old, err := store.Read(ctx, s.store, func(tx *gorm.DB) (*Provider, error) {
+		var old Provider
+		if err := tx.Where("id = ?", id).Take(&old).Error; err != nil {
+			if store.IsNotFound(err) {
+				return nil, errs.NotFound("IDP_NOT_FOUND", "no identity provider %q", id)
+			}
+			return nil, err
+		}
+		return &old, nil
+	})
+	if err != nil {
+		return nil, errs.Wrap(err, "read the identity provider")
+	}
+	in := NewProvider{Name: old.Name, Issuer: old.Issuer, ClientID: old.ClientID, Scopes: old.Scopes, ClaimEmail: old.ClaimEmail,
+		ClaimName: old.ClaimName, ClaimRoles: old.ClaimRoles, AllowedDomains: slices.Clone(old.AllowedDomains), JIT: &old.JIT,
+		DefaultRole: old.DefaultRole, Enabled: &old.Enabled, ClientSecret: p.ClientSecret}
+	set := func(dst *string, v *string) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	set(&in.Name, p.Name)
+	set(&in.Issuer, p.Issuer)
+	set(&in.ClientID, p.ClientID)
+	set(&in.ClaimEmail, p.ClaimEmail)
+	set(&in.ClaimName, p.ClaimName)
+	set(&in.ClaimRoles, p.ClaimRoles)
+	set(&in.DefaultRole, p.DefaultRole)
+	if p.Scopes != nil {
+		in.Scopes = *p.Scopes
+	}
+	if p.AllowedDomains != nil {
+		in.AllowedDomains = *p.AllowedDomains
+	}
+	if p.JIT != nil {
+		in.JIT = p.JIT
+	}
+	if p.Enabled != nil {
+		in.Enabled = p.Enabled
+	}
+	f := errs.Fields{}
+	if p.ClientSecret != nil && *p.ClientSecret == "" {
+		f.Add("clientSecret", "must not be empty; leave it out to keep the current secret")
+	}
+	in.validate(f, false)
+	if err := f.Err(); err != nil {
+		return nil, err
+	}
+	return s.save(ctx, old, in)
+}
+
+// save writes a validated provider: a new one (old nil) or a change.
+func (s *Service) save(ctx context.Context, old *Provider, in NewProvider) (*Provider, error) {
 	var out *Provider
 	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
 		now := s.now()
 		p := &Provider{ID: uuid.Must(uuid.NewV7()).String(), CreatedAt: now}
 		var before *Provider
-		if id != "" {
-			if !store.ValidID(id) {
-				return errs.NotFound("IDP_NOT_FOUND", "no identity provider %q", id)
-			}
-			var old Provider
-			if err := tx.Where("id = ?", id).Take(&old).Error; err != nil {
-				if store.IsNotFound(err) {
-					return errs.NotFound("IDP_NOT_FOUND", "no identity provider %q", id)
-				}
-				return err
-			}
-			cp := old
-			before, p = &cp, &old
+		if old != nil {
+			cur := *old
+			cp := cur
+			before, p = &cp, &cur
 		}
-		p.Name, p.Issuer, p.ClientID, p.Scopes = in.Name, strings.TrimSuffix(in.Issuer, "/"), in.ClientID, in.Scopes
+		p.Name, p.Issuer, p.ClientID, p.Scopes = in.Name, in.Issuer, in.ClientID, in.Scopes
 		p.ClaimEmail, p.ClaimName, p.ClaimRoles, p.DefaultRole = in.ClaimEmail, in.ClaimName, in.ClaimRoles, in.DefaultRole
 		p.AllowedDomains = in.AllowedDomains
 		if p.AllowedDomains == nil {
@@ -618,10 +781,13 @@ func (s *Service) SaveProvider(ctx context.Context, id string, in NewProvider) (
 		}
 		p.UpdatedAt = now
 		var err error
-		if id == "" {
+		if old == nil {
 			err = tx.Create(p).Error
 		} else {
-			err = tx.Select("*").Omit("tenant_id", "id", "created_at").Updates(p).Error
+			res := tx.Select("*").Omit("tenant_id", "id", "created_at").Where("id = ?", p.ID).Updates(p)
+			if err = res.Error; err == nil && res.RowsAffected == 0 {
+				return errs.NotFound("IDP_NOT_FOUND", "no identity provider %q", p.ID) // deleted meanwhile
+			}
 		}
 		if err != nil {
 			if store.IsUniqueViolation(err) {
@@ -630,7 +796,7 @@ func (s *Service) SaveProvider(ctx context.Context, id string, in NewProvider) (
 			return err
 		}
 		out = p
-		action := map[bool]string{true: "create", false: "update"}[id == ""]
+		action := map[bool]string{true: "create", false: "update"}[old == nil]
 		return audit.Record(ctx, tx, audit.Entry{EventType: "identity_provider." + action + "d", Resource: "identity_provider",
 			ResourceID: p.ID, Action: action, Before: before, After: p})
 	})
