@@ -179,21 +179,6 @@ func (g *gw) ledgerEqualsLogs(t *testing.T) (logs int64) {
 	return logs
 }
 
-// logsWhen polls the request log (with query) until ok holds of its rows or
-// a deadline passes, and returns the last rows read: a refused or failed
-// call's row is written after its answer.
-func (g *gw) logsWhen(t *testing.T, query string, ok func([]map[string]any) bool) []map[string]any {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		rows := g.a.want(g.a.do("GET", "/api/v1/logs?"+query, g.org.OwnerToken, nil, nil), 200, "").items()
-		if ok(rows) || time.Now().After(deadline) {
-			return rows
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func chat(model string, extra map[string]any) map[string]any {
 	b := map[string]any{"model": model, "messages": []map[string]any{{"role": "user", "content": "Say hello"}}}
 	for k, v := range extra {
