@@ -62,6 +62,8 @@ type Channel struct {
 	Weight         int               `json:"weight"`
 	MaxConcurrency int               `json:"maxConcurrency"` // 0: unlimited
 	TimeoutMs      int               `gorm:"column:timeout_ms" json:"timeoutMs"`
+	IdleTimeoutMs  int               `gorm:"column:idle_timeout_ms" json:"idleTimeoutMs"` // 0: DefaultIdleTimeout
+	MaxDurationMs  int               `gorm:"column:max_duration_ms" json:"maxDurationMs"` // 0: DefaultMaxDuration
 	ProxyURL       string            `gorm:"column:proxy_url" json:"proxyUrl"`
 	APIVersion     string            `gorm:"column:api_version" json:"apiVersion"`
 	Status         string            `json:"status"`
@@ -92,6 +94,28 @@ func (c *Channel) Serves(model string) bool {
 	return slices.Contains(c.Models, model) || slices.Contains(c.Models, "*")
 }
 
+// The defaults of a channel's deadlines once its answer's headers came.
+const (
+	// DefaultIdleTimeout: the longest an answer may send nothing (between
+	// stream events, or while its body is read). Long enough for a
+	// reasoning model that thinks before its first token.
+	DefaultIdleTimeout = 5 * time.Minute
+	// DefaultMaxDuration: the longest one call may last in all.
+	DefaultMaxDuration = 30 * time.Minute
+)
+
+// deadlines are the channel's idle timeout and total deadline.
+func (c *Channel) deadlines() (idle, total time.Duration) {
+	idle, total = DefaultIdleTimeout, DefaultMaxDuration
+	if c.IdleTimeoutMs > 0 {
+		idle = time.Duration(c.IdleTimeoutMs) * time.Millisecond
+	}
+	if c.MaxDurationMs > 0 {
+		total = time.Duration(c.MaxDurationMs) * time.Millisecond
+	}
+	return idle, total
+}
+
 // UpstreamModel is the name the upstream knows model by.
 func (c *Channel) UpstreamModel(model string) string {
 	if m, ok := c.ModelMapping[model]; ok {
@@ -114,6 +138,8 @@ type ChannelInput struct {
 	Weight         *int               `json:"weight"`
 	MaxConcurrency *int               `json:"maxConcurrency"`
 	TimeoutMs      *int               `json:"timeoutMs"`
+	IdleTimeoutMs  *int               `json:"idleTimeoutMs"`
+	MaxDurationMs  *int               `json:"maxDurationMs"`
 	ProxyURL       *string            `json:"proxyUrl"`
 	APIVersion     *string            `json:"apiVersion"`
 	Headers        map[string]*string `json:"headers"` // a null value removes the header
@@ -148,7 +174,8 @@ func (in *ChannelInput) apply(c *Channel, creating bool, platform bool, planExis
 	for _, set := range []struct {
 		p   *int
 		dst *int
-	}{{in.Priority, &c.Priority}, {in.Weight, &c.Weight}, {in.MaxConcurrency, &c.MaxConcurrency}, {in.TimeoutMs, &c.TimeoutMs}} {
+	}{{in.Priority, &c.Priority}, {in.Weight, &c.Weight}, {in.MaxConcurrency, &c.MaxConcurrency}, {in.TimeoutMs, &c.TimeoutMs},
+		{in.IdleTimeoutMs, &c.IdleTimeoutMs}, {in.MaxDurationMs, &c.MaxDurationMs}} {
 		if set.p != nil {
 			*set.dst = *set.p
 		}
@@ -265,6 +292,12 @@ func (in *ChannelInput) apply(c *Channel, creating bool, platform bool, planExis
 	}
 	if c.TimeoutMs < 0 || c.TimeoutMs > 600000 {
 		f.Add("timeoutMs", "must be from 0 (the default, 60000) to 600000")
+	}
+	if c.IdleTimeoutMs != 0 && (c.IdleTimeoutMs < 100 || c.IdleTimeoutMs > 3600000) {
+		f.Add("idleTimeoutMs", fmt.Sprintf("must be 0 (the default, %d) or from 100 to 3600000", DefaultIdleTimeout.Milliseconds()))
+	}
+	if c.MaxDurationMs != 0 && (c.MaxDurationMs < 1000 || c.MaxDurationMs > 86400000) {
+		f.Add("maxDurationMs", fmt.Sprintf("must be 0 (the default, %d) or from 1000 to 86400000", DefaultMaxDuration.Milliseconds()))
 	}
 	if len(c.APIVersion) > 64 {
 		f.Add("apiVersion", "at most 64 characters")

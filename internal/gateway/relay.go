@@ -254,10 +254,11 @@ func (g *Service) attempt(w http.ResponseWriter, r *http.Request, cl *call, cand
 	if !lv.provider.Supports(wc.Op) {
 		return false, errs.E(errs.KindInvalid, CodeUpstreamError, "the %s channel for %q does not serve %s calls", lv.ch.Provider, cl.Model, cl.Op)
 	}
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	defer context.AfterFunc(g.cutCtx, cancel)() // shutdown's grace is over: end the upstream call
-	req, err := lv.provider.NewRequest(ctx, t, &wc)
+	idle, total := lv.ch.deadlines()
+	up, end := newUpstreamCall(r.Context(), total)
+	defer end()
+	defer context.AfterFunc(g.cutCtx, up.stop)() // shutdown's grace is over: end the upstream call
+	req, err := lv.provider.NewRequest(up.ctx, t, &wc)
 	if err != nil {
 		// The request cannot be put to this provider: the client's to fix.
 		return true, errs.Invalid(err.Error(), nil)
@@ -274,12 +275,13 @@ func (g *Service) attempt(w http.ResponseWriter, r *http.Request, cl *call, cand
 			g.fail(lv, priv.Error(), true)
 			return false, errs.E(errs.KindUpstream, CodeUpstreamError, "%s", priv.Error())
 		}
-		g.fail(lv, "connect: "+err.Error(), false)
-		if isTimeout(err) {
+		g.fail(lv, "connect: "+up.reason(err), false)
+		if isTimeout(err) || up.cutShort() != nil {
 			return false, errs.E(errs.KindUpstream, CodeUpstreamTimeout, "the upstream for %q did not answer in time", cl.Model)
 		}
 		return false, errs.E(errs.KindUpstream, CodeUpstreamError, "the upstream for %q could not be reached", cl.Model)
 	}
+	resp.Body = up.watch(resp.Body, idle) // an answer that stops sending is ended after idle
 	defer resp.Body.Close()
 	l.ChannelID, l.UpstreamModel, l.BYOK = lv.ch.ID, cand.upstream, cand.byok
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
@@ -321,11 +323,11 @@ func (g *Service) attempt(w http.ResponseWriter, r *http.Request, cl *call, cand
 		return true, &UpstreamReply{Status: resp.StatusCode, Body: body}
 	}
 	if cl.Stream {
-		return true, g.relayStream(w, r, cl, cand, t, &wc, resp, l, start, price, hold, set, translated, cancel)
+		return true, g.relayStream(w, r, cl, cand, t, &wc, resp, l, start, price, hold, set, translated, up)
 	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
 	if err != nil {
-		g.fail(lv, "read the answer: "+err.Error(), false)
+		g.fail(lv, "read the answer: "+up.reason(err), false)
 		return false, errs.E(errs.KindUpstream, CodeUpstreamError, "the upstream for %q broke off its answer", cl.Model)
 	}
 	res, err := lv.provider.Decode(&wc, t, raw)
@@ -407,9 +409,9 @@ func (g *Service) finish(ctx context.Context, l *Log, u wire.Usage, cand candida
 
 // relayStream passes the upstream's events to the client as they arrive.
 func (g *Service) relayStream(w http.ResponseWriter, r *http.Request, cl *call, cand candidate, t *wire.Target, wc *wire.Call, resp *http.Response,
-	l *Log, start time.Time, price func(wire.Usage) (int64, error), hold *billing.Hold, set *Settings, translated bool, cancel context.CancelFunc) error {
+	l *Log, start time.Time, price func(wire.Usage) (int64, error), hold *billing.Hold, set *Settings, translated bool, up *upstreamCall) error {
 	if err := g.journalStart(l, cl, price != nil && !cand.byok); err != nil {
-		cancel()
+		up.stop()
 		return err
 	}
 	rc := http.NewResponseController(w)
@@ -473,7 +475,7 @@ func (g *Service) relayStream(w http.ResponseWriter, r *http.Request, cl *call, 
 	switch {
 	case clientErr != nil || r.Context().Err() != nil:
 		// The client went away: stop upstream and bill what it produced.
-		cancel()
+		up.stop()
 		status, l.Error = 499, "the client closed the connection mid-stream"
 		g.ok(cand.l)
 	case g.cutCtx.Err() != nil:
@@ -481,9 +483,13 @@ func (g *Service) relayStream(w http.ResponseWriter, r *http.Request, cl *call, 
 		// channel's fault; bill what was delivered and say why it ends.
 		status, l.Error = http.StatusServiceUnavailable, "the server shut down mid-stream"
 	case err != nil:
-		g.fail(cand.l, "the stream broke off: "+err.Error(), false)
+		// It broke off, stalled or ran too long: a failure of the channel;
+		// what was delivered is billed.
+		g.fail(cand.l, "the stream broke off: "+up.reason(err), false)
 		status, l.Error = http.StatusBadGateway, "the upstream stream broke off"
-		if cand.byok {
+		if c := up.cutShort(); c != nil {
+			l.Error = "the upstream stream was ended: " + c.Error()
+		} else if cand.byok {
 			l.Error = truncate(l.Error+": "+err.Error(), 500)
 		}
 	default:

@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -308,5 +310,40 @@ func BenchmarkParseCall(b *testing.B) {
 		if _, err := parseCall(wire.OpChat, body); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// An attempt is ended with its reason when its answer stops sending for the
+// idle timeout or when it runs past its total deadline; a read that returns
+// data resets the idle timer, and a call the gateway stops itself has no
+// such reason.
+func TestUpstreamCallDeadlines(t *testing.T) {
+	u, end := newUpstreamCall(context.Background(), time.Hour)
+	defer end()
+	pr, pw := io.Pipe()
+	body := u.watch(pr, 50*time.Millisecond)
+	go func() { _, _ = pw.Write([]byte("data")) }()
+	buf := make([]byte, 8)
+	if n, err := body.Read(buf); n != 4 || err != nil {
+		t.Fatalf("read %d, %v", n, err)
+	}
+	<-u.ctx.Done() // nothing more is sent: the idle timer ends the call
+	if !errors.Is(u.cutShort(), errStalled) {
+		t.Errorf("a stalled answer: cause %v, want errStalled", context.Cause(u.ctx))
+	}
+	_ = body.Close()
+
+	long, endLong := newUpstreamCall(context.Background(), 20*time.Millisecond)
+	defer endLong()
+	<-long.ctx.Done()
+	if !errors.Is(long.cutShort(), errTooLong) {
+		t.Errorf("a call past its deadline: cause %v, want errTooLong", context.Cause(long.ctx))
+	}
+
+	stopped, endStopped := newUpstreamCall(context.Background(), time.Hour)
+	stopped.stop()
+	endStopped()
+	if c := stopped.cutShort(); c != nil {
+		t.Errorf("a call the gateway stopped: %v, want no reason", c)
 	}
 }

@@ -824,3 +824,33 @@ func TestDatabaseUnavailableAnswers503(t *testing.T) {
 		a.want(a.do("POST", "/api/v1/users", x.OwnerToken, map[string]any{"email": "late@dbdown.test", "password": pw}, nil), 201, "")
 	})
 }
+
+// An upstream that sends its headers and a first event and then nothing is
+// ended after the channel's idle timeout: the client gets an error event
+// (not a call held open for minutes), what was delivered is billed, and the
+// stall counts against the channel's health (three disable it here).
+func TestGatewayStalledStreamIsEnded(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		up := newFakeOpenAI(t, "sk-stall")
+		up.hold = make(chan struct{}) // never closed: every stream stalls after "Hel"
+		g := newGW(t, d, up)
+		a := g.a
+		a.want(a.do("PATCH", "/api/v1/admin/channels/"+g.chanID, g.op, map[string]any{"idleTimeoutMs": 50}, nil), 400, "INVALID_REQUEST")
+		a.want(a.do("PATCH", "/api/v1/admin/channels/"+g.chanID, g.op, map[string]any{"idleTimeoutMs": 300, "maxDurationMs": 60000}, nil), 200, "")
+		for i := range 3 {
+			r := g.post(t, "/v1/chat/completions", g.key, chat("gpt-test", map[string]any{"stream": true}))
+			body := readAll(t, r)
+			if r.StatusCode != 200 || !strings.Contains(body, "Hel") || !strings.Contains(body, `"code":"upstream_error"`) || strings.Contains(body, "[DONE]") {
+				t.Fatalf("stalled stream %d: %d %q, want the first chunk then an upstream_error event", i, r.StatusCode, body)
+			}
+		}
+		l := waitLog(t, a, g.org.OwnerToken, "", func(l map[string]any) bool { return l["status"] == float64(502) })
+		if l["status"] != float64(502) || !strings.Contains(fmt.Sprint(l["error"]), "idle timeout") || l["cost"] == "0.00" || l["completionTokens"] == float64(0) {
+			t.Errorf("log row of a stalled stream: %v, want 502, the idle timeout named, and what was delivered billed", l)
+		}
+		if s := a.want(a.do("GET", "/api/v1/admin/channels/"+g.chanID, g.op, nil, nil), 200, "").str("status"); s != "auto_disabled" {
+			t.Errorf("after three stalls the channel is %s, want auto_disabled", s)
+		}
+		g.ledgerEqualsLogs(t)
+	})
+}
