@@ -61,6 +61,7 @@ type call struct {
 	maxOut       int64
 	choices      int // n: answers asked for (at least 1)
 	estPrompt    int64
+	priceModel   string // the model whose price the call pays (an alias may be priced by its upstream model)
 }
 
 // Serve relays one /v1 call. It answers an error it returns before anything
@@ -128,6 +129,7 @@ func (g *Service) Serve(w http.ResponseWriter, r *http.Request, op wire.Op, c Ca
 			return badBody("n", "the output this call asks for is too large to price")
 		}
 		priceModel, est, priced, err := g.pricedAs(r.Context(), c.TenantID, cl.Model, &cands, cl.estPrompt, out)
+		cl.priceModel = priceModel
 		if err != nil {
 			return err
 		}

@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/tenantgate/tenantgate/internal/errs"
@@ -19,7 +21,8 @@ type usageRecord struct {
 	KeyID         string `json:"k,omitempty"`
 	ChannelID     string `json:"c,omitempty"`
 	BYOK          bool   `json:"b,omitempty"`
-	Priced        bool   `json:"$,omitempty"` // start: the call is paid from the balance
+	Priced        bool   `json:"$,omitempty"`  // start: the call is paid from the balance
+	PriceModel    string `json:"pm,omitempty"` // start: the model whose price it pays, when not Model (an alias priced by its upstream model)
 	Op            string `json:"o,omitempty"`
 	Model         string `json:"m,omitempty"`
 	UpstreamModel string `json:"um,omitempty"`
@@ -84,6 +87,9 @@ func (g *Service) journalStart(l *Log, cl *call, priced bool) error {
 	}
 	r := recordOf(l)
 	r.Priced, r.Prompt = priced, cl.estPrompt
+	if cl.priceModel != cl.Model {
+		r.PriceModel = cl.priceModel
+	}
 	jc, err := g.journal.Begin(l.ID, journal.Start, mustJSON(r))
 	if err != nil {
 		if g.writer.dbDown.Load() {
@@ -190,7 +196,11 @@ func (g *Service) Recover(ctx context.Context, rs []*journal.Recovered) (settled
 				l.LatencyMs = int(max(p.At-s.At, 0) / 1000)
 			}
 			if s.Priced && !s.BYOK && g.opts.Billing != nil {
-				cost, _, err := g.opts.Billing.Cost(ctx, l.TenantID, l.Model, l.PromptTokens, 0, l.CompletionTokens)
+				model := cmp.Or(s.PriceModel, l.Model)
+				cost, priced, err := g.opts.Billing.Cost(ctx, l.TenantID, model, l.PromptTokens, 0, l.CompletionTokens)
+				if err == nil && !priced { // its price was removed since: never billed 0 in silence
+					err = fmt.Errorf("the model %q has no price any more", model)
+				}
 				if err != nil {
 					// Never a reason not to start: kept for an operator instead.
 					g.log.Error("a call cut off mid-stream cannot be priced; it is set aside in the usage journal's rejected.jsonl", "log", r.ID, "err", err)

@@ -222,6 +222,14 @@ func TestGatewayRefusesCallsNothingCanRecord(t *testing.T) {
 // The call's own late commit (which a dead process never makes) is then not
 // billed twice.
 func TestGatewayJournalBillsAStreamCutByACrash(t *testing.T) {
+	// An alias priced by its upstream model (no price of its own) is billed
+	// at that price after a crash too, not 0.
+	for _, model := range []string{"gpt-test", "fast-alias"} {
+		t.Run(model, func(t *testing.T) { testJournalBillsACutStream(t, model) })
+	}
+}
+
+func testJournalBillsACutStream(t *testing.T, model string) {
 	storetest.Each(t, func(t *testing.T, d store.Dialect) {
 		dir := t.TempDir()
 		j, _, err := journal.Open(dir, journal.Options{})
@@ -239,8 +247,9 @@ func TestGatewayJournalBillsAStreamCutByACrash(t *testing.T) {
 		}
 		t.Cleanup(release)
 		g := newGWOn(t, a, up)
+		a.want(a.do("PATCH", "/api/v1/admin/channels/"+g.chanID, g.op, map[string]any{"modelMapping": map[string]string{"fast-alias": "gpt-test"}}, nil), 200, "")
 
-		r := g.post(t, "/v1/chat/completions", g.key, chat("gpt-test", map[string]any{"stream": true}))
+		r := g.post(t, "/v1/chat/completions", g.key, chat(model, map[string]any{"stream": true}))
 		defer r.Body.Close()
 		line, err := bufio.NewReader(r.Body).ReadString('\n')
 		if err != nil || !strings.Contains(line, "Hel") {
