@@ -217,7 +217,10 @@ type services struct {
 	close     func()
 }
 
-func buildServices(ctx context.Context, cfg config, s *store.Store, log *slog.Logger, publicURL string) (*services, error) {
+// buildServices wires the domain services. serving opens the usage journal
+// too: only `serve` relays AI calls, and the journal's lock admits one process
+// per data directory, so the CLI's commands work beside a running server.
+func buildServices(ctx context.Context, cfg config, s *store.Store, log *slog.Logger, publicURL string, serving bool) (*services, error) {
 	box, err := masterBox(ctx, cfg, s, log)
 	if err != nil {
 		return nil, err
@@ -277,16 +280,20 @@ func buildServices(ctx context.Context, cfg config, s *store.Store, log *slog.Lo
 	bill := billing.New(s, billing.Options{Log: log, WebhookSecret: cfg.PaymentWebhookSecret})
 	// The usage journal: AI usage survives a failing database and a kill -9
 	// (README, "What a crash can lose").
-	jr, recovered, err := journal.Open(filepath.Join(cfg.DataDir, "usage-journal"), journal.Options{})
-	if err != nil {
-		closeFn()
-		return nil, err
+	var jr *journal.Journal
+	var recovered []*journal.Recovered
+	if serving {
+		var err error
+		if jr, recovered, err = journal.Open(filepath.Join(cfg.DataDir, "usage-journal"), journal.Options{}); err != nil {
+			closeFn()
+			return nil, err
+		}
+		prev := closeFn
+		closeFn = func() { _ = jr.Close(); prev() }
 	}
 	gw := gateway.New(s, gateway.Options{Box: box, Log: log, Billing: bill, Meter: quotas, Limiter: guarded, PlanExists: quotas.PlanExists,
 		MaxAttempts: cfg.GatewayMaxAttempts, HealthFailures: cfg.GatewayDisableAfter[0], HealthWindow: cfg.GatewayDisableAfter[1],
 		AllowPrivateUpstreams: cfg.AllowPrivateEgress, Journal: jr})
-	prev := closeFn
-	closeFn = func() { _ = jr.Close(); prev() }
 	return &services{store: s, tenants: tenants, kv: shared, close: closeFn, identity: ident, rbac: engine, oidc: fed, quota: quotas,
 		limiter: guarded, billing: bill, gateway: gw, journal: jr, recovered: recovered}, nil
 }
@@ -328,7 +335,7 @@ func serve(ctx context.Context, cfg config, args []string, stdout, stderr io.Wri
 		}
 		publicURL = fmt.Sprintf("http://%s:%d", host, addr.Port)
 	}
-	svc, err := buildServices(ctx, cfg, s, log, publicURL)
+	svc, err := buildServices(ctx, cfg, s, log, publicURL, true)
 	if err != nil {
 		return err
 	}
@@ -544,7 +551,7 @@ func withServices(ctx context.Context, cfg config, stderr io.Writer, fn func(*se
 		return err
 	}
 	defer s.Close()
-	svc, err := buildServices(ctx, cfg, s, log, "http://localhost")
+	svc, err := buildServices(ctx, cfg, s, log, "http://localhost", false)
 	if err != nil {
 		return err
 	}

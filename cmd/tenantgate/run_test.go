@@ -7,12 +7,14 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/tenantgate/tenantgate/internal/gateway/journal"
 	"github.com/tenantgate/tenantgate/internal/store"
 	"github.com/tenantgate/tenantgate/internal/store/storetest"
 )
@@ -179,13 +181,20 @@ func TestCommands(t *testing.T) {
 		if err := runIt("operator", "create", "--email", "root@example.test", "--password", "operator-pass-1"); err == nil {
 			t.Error("creating the same operator twice succeeded")
 		}
+		// The CLI works beside a running server, which holds the usage journal's lock.
+		held, _, err := journal.Open(filepath.Join(getenv("TENANTGATE_DATA_DIR"), "usage-journal"), journal.Options{})
+		storetest.Must(t, err)
+		defer held.Close()
+		if err := runIt("operator", "create", "--email", "second@example.test", "--password", "operator-pass-2"); err != nil {
+			t.Errorf("operator create beside a running server: %v\n%s", err, errOut.String())
+		}
 		if err := runIt("tenant", "create", "--slug", "cli-org", "--name", "CLI Org", "--owner-email", "o@cli.test", "--owner-password", "correct-horse-1"); err != nil {
 			t.Fatalf("tenant create: %v\n%s", err, errOut.String())
 		}
 		if !strings.Contains(out.String(), "created tenant cli-org") {
 			t.Errorf("tenant create said %q", out.String())
 		}
-		err := runIt("tenant", "create", "--slug", "BAD SLUG", "--name", "x", "--owner-email", "o@cli.test", "--owner-password", "correct-horse-1")
+		err = runIt("tenant", "create", "--slug", "BAD SLUG", "--name", "x", "--owner-email", "o@cli.test", "--owner-password", "correct-horse-1")
 		if err == nil || !strings.Contains(err.Error(), "slug") {
 			t.Errorf("a bad slug: %v", err)
 		}
