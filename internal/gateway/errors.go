@@ -23,6 +23,8 @@ const (
 	// CodeNoHealthyChannel: channels serve the model, but the health check
 	// has disabled every one of them for now (503 with Retry-After).
 	CodeNoHealthyChannel = "NO_HEALTHY_CHANNEL"
+	// CodeServerShutdown: the shutdown's grace ran out before the call ended.
+	CodeServerShutdown = "SERVER_SHUTDOWN"
 )
 
 // openAIError is OpenAI's error body.

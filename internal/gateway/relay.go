@@ -202,6 +202,17 @@ func (g *Service) Serve(w http.ResponseWriter, r *http.Request, op wire.Op, c Ca
 	return lastErr
 }
 
+// shutDown ends a call whose answer had not arrived when the shutdown's
+// grace ran out: not the channel's fault (no health failure, no other channel
+// tried), nothing delivered so nothing billed, and a 503 the client may retry.
+func (g *Service) shutDown(l *Log, lv *live, cand candidate, start time.Time) error {
+	l.ChannelID, l.UpstreamModel, l.BYOK = lv.ch.ID, cand.upstream, cand.byok
+	l.Status, l.Error, l.LatencyMs = http.StatusServiceUnavailable, "the server shut down before the answer", int(g.now().Sub(start).Milliseconds())
+	g.logFailed(l)
+	return &errs.Error{Kind: errs.KindUnavailable, Code: CodeServerShutdown, RetryAfter: 1,
+		Msg: "the server is shutting down and this call had not been answered yet; retry it"}
+}
+
 // logFailed writes a failed call's row before the client hears of the
 // failure, so a call the client saw answered is always in the request log
 // (nothing to bill: a failure to write it is logged, not answered).
@@ -266,6 +277,9 @@ func (g *Service) attempt(w http.ResponseWriter, r *http.Request, cl *call, cand
 		return true, errs.Invalid(err.Error(), nil)
 	}
 	resp, err := lv.client.Do(req)
+	if err != nil && g.cutCtx.Err() != nil {
+		return true, g.shutDown(l, lv, cand, start)
+	}
 	if err != nil {
 		if r.Context().Err() != nil { // the client went away before any answer: nothing to bill
 			l.ChannelID, l.UpstreamModel, l.BYOK = lv.ch.ID, cand.upstream, cand.byok
@@ -328,6 +342,9 @@ func (g *Service) attempt(w http.ResponseWriter, r *http.Request, cl *call, cand
 		return true, g.relayStream(w, r, cl, cand, t, &wc, resp, l, start, price, hold, set, translated, up)
 	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
+	if err != nil && g.cutCtx.Err() != nil {
+		return true, g.shutDown(l, lv, cand, start)
+	}
 	if err != nil {
 		g.fail(lv, "read the answer: "+up.reason(err), false)
 		return false, errs.E(errs.KindUpstream, CodeUpstreamError, "the upstream for %q broke off its answer", cl.Model)
@@ -480,7 +497,7 @@ func (g *Service) relayStream(w http.ResponseWriter, r *http.Request, cl *call, 
 		up.stop()
 		status, l.Error = 499, "the client closed the connection mid-stream"
 		g.ok(cand.l)
-	case g.cutCtx.Err() != nil:
+	case err != nil && g.cutCtx.Err() != nil:
 		// The server is shutting down and its grace period is over: not the
 		// channel's fault; bill what was delivered and say why it ends.
 		status, l.Error = http.StatusServiceUnavailable, "the server shut down mid-stream"
@@ -519,7 +536,7 @@ func (g *Service) relayStream(w http.ResponseWriter, r *http.Request, cl *call, 
 	}
 	if status == http.StatusServiceUnavailable {
 		_ = write(mustJSON(openAIError{Error: openAIErrorDetail{Message: "the server is shutting down: this answer was cut short, " +
-			"and only what was delivered is billed; retry the call", Type: "api_error", Code: ptr("server_shutdown")}}))
+			"and only what was delivered is billed; retry the call", Type: "api_error", Code: ptr(strings.ToLower(CodeServerShutdown))}}))
 		return nil
 	}
 	_ = write([]byte("[DONE]"))

@@ -30,13 +30,14 @@ import (
 // fakeOpenAI is an upstream speaking OpenAI's wire format.
 type fakeOpenAI struct {
 	*httptest.Server
-	key      string
-	status   atomic.Int32 // answer this status instead of 200 when set
-	noUsage  atomic.Bool  // answer without usage
-	calls    atomic.Int32
-	mu       sync.Mutex
-	lastBody map[string]any
-	hold     chan struct{} // when set, a stream waits here after its first chunk
+	key       string
+	status    atomic.Int32 // answer this status instead of 200 when set
+	noUsage   atomic.Bool  // answer without usage
+	calls     atomic.Int32
+	mu        sync.Mutex
+	lastBody  map[string]any
+	hold      chan struct{} // when set, a stream waits here after its first chunk
+	holdPlain bool          // … and a non-streaming call before its answer
 }
 
 func newFakeOpenAI(t testing.TB, key string) *fakeOpenAI {
@@ -84,6 +85,13 @@ func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 		usage = ""
 	}
 	if stream, _ := body["stream"].(bool); !stream {
+		if f.hold != nil && f.holdPlain {
+			select {
+			case <-f.hold:
+			case <-r.Context().Done():
+				return
+			}
+		}
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":%q,"choices":[{"index":0,"message":{"role":"assistant","content":"Hello there"},"finish_reason":"stop"}]%s}`, model, usage)
 		return
@@ -850,6 +858,45 @@ func TestGatewayStalledStreamIsEnded(t *testing.T) {
 		}
 		if s := a.want(a.do("GET", "/api/v1/admin/channels/"+g.chanID, g.op, nil, nil), 200, "").str("status"); s != "auto_disabled" {
 			t.Errorf("after three stalls the channel is %s, want auto_disabled", s)
+		}
+		g.ledgerEqualsLogs(t)
+	})
+}
+
+// When the shutdown's grace runs out, calls still waiting for their answer
+// end with a retryable 503 server_shutdown and count nothing against their
+// channel's health (a rolling deploy must not disable a healthy channel).
+func TestGatewayShutdownCutIsNotAChannelFailure(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		up := newFakeOpenAI(t, "sk-cut")
+		up.hold, up.holdPlain = make(chan struct{}), true // never answers
+		g := newGW(t, d, up)
+		a := g.a
+		type answer struct {
+			status int
+			code   string
+			retry  string
+		}
+		first := make(chan answer, 1)
+		go func() {
+			r := g.post(t, "/v1/chat/completions", g.key, chat("gpt-test", nil))
+			status, _, code, _ := openAIErr(t, r)
+			first <- answer{status, code, r.Header.Get("Retry-After")}
+		}()
+		waitFor(t, "the call to reach the upstream", func() bool { return up.calls.Load() == 1 })
+		a.gateway.CutStreams()
+		want := answer{503, "server_shutdown", "1"}
+		if got := <-first; got != want {
+			t.Errorf("a call in flight at the cut: %+v, want %+v", got, want)
+		}
+		for range 3 { // the test gateway disables a channel after 3 failures of 4
+			r := g.post(t, "/v1/chat/completions", g.key, chat("gpt-test", map[string]any{"stream": true}))
+			if status, _, code, _ := openAIErr(t, r); status != 503 || code != "server_shutdown" {
+				t.Errorf("a call after the cut: %d %s, want 503 server_shutdown", status, code)
+			}
+		}
+		if s := a.want(a.do("GET", "/api/v1/admin/channels/"+g.chanID, g.op, nil, nil), 200, "").str("status"); s != "enabled" {
+			t.Errorf("after calls cut by a shutdown the channel is %s, want enabled", s)
 		}
 		g.ledgerEqualsLogs(t)
 	})
