@@ -96,11 +96,12 @@ func (g *Service) Serve(w http.ResponseWriter, r *http.Request, op wire.Op, c Ca
 		return errs.Forbidden(CodeModelNotAllowed, "this API key may not use the model %q; it may use: %s", cl.Model, strings.Join(c.KeyModels, ", "))
 	}
 	cands, unhealthy := g.candidates(c.TenantID, c.Plan, cl.Model, c.BYOK, set)
-	defer func(taken []candidate) { // trial slots go back on every path, tried or filtered out
+	taken := slices.Clone(cands) // the trial slots candidates took, given back below
+	defer func() {
 		for _, c := range taken {
 			c.endTrial()
 		}
-	}(slices.Clone(cands))
+	}()
 	if unhealthy {
 		return &errs.Error{Kind: errs.KindUnavailable, Code: CodeNoHealthyChannel, RetryAfter: g.retryAfterUnhealthy(),
 			Msg: fmt.Sprintf("every channel serving %q is failing its health checks; retry shortly", cl.Model)}
@@ -164,6 +165,12 @@ func (g *Service) Serve(w http.ResponseWriter, r *http.Request, op wire.Op, c Ca
 		p := truncate(promptText(&cl), 64<<10)
 		l.Prompt = &p
 	}
+	// Trial slots are held only while their attempt runs: given back now
+	// (those filtered out above too), taken again just before each attempt,
+	// so a long call elsewhere does not keep another channel's trial.
+	for _, c := range taken {
+		c.endTrial()
+	}
 	var lastErr error
 	for _, cand := range cands {
 		if l.Attempts >= g.opts.MaxAttempts {
@@ -172,6 +179,9 @@ func (g *Service) Serve(w http.ResponseWriter, r *http.Request, op wire.Op, c Ca
 		h := cand.l.health
 		if h.disabled.Load() && cand.trial == 0 {
 			continue // disabled by another request meanwhile: never picked
+		}
+		if cand.trial != 0 && !h.trial.CompareAndSwap(0, cand.trial) {
+			continue // another call is trying this channel right now
 		}
 		if !h.acquire(cand.l.ch.MaxConcurrency) {
 			cand.endTrial()
