@@ -591,7 +591,10 @@ func (g *Service) release(h *billing.Hold) {
 // admit applies the token-rate and monthly limits before anything is sent.
 func (g *Service) admit(ctx context.Context, cl *call) error {
 	c := cl.caller
-	n := int(money.SatAdd(cl.estPrompt, min(cl.maxOut, 1<<20)))
+	// What the call may use: its prompt and every answer's cap (the one it
+	// set, or the one the gateway sends an uncapped call).
+	out := money.SatMul(max(cl.maxOut, cl.OutputCap), int64(max(cl.choices, 1)))
+	n := int(min(money.SatAdd(cl.estPrompt, out), 1<<30))
 	if g.opts.Limiter != nil {
 		for _, lim := range []struct {
 			key  string

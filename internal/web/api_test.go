@@ -143,7 +143,7 @@ func newAPIWith(t testing.TB, s *store.Store, platform *oidc.Platform, gwOpts fu
 	a.oidc = oidc.New(s, a.ident, a.tenants, box, srv.URL, platform)
 	a.oidc.SetEgress(egress.Policy{AllowPrivate: true}) // the test providers run on 127.0.0.1
 	a.billing = billing.New(s, billing.Options{WebhookSecret: testWebhookSecret})
-	gwo := gateway.Options{Box: box, Billing: a.billing, Meter: q, Limiter: quota.NewGuarded(quota.NewMemoryLimiter(), true, nil),
+	gwo := gateway.Options{Box: box, Billing: a.billing, Meter: q, Limiter: quota.NewGuarded(quota.NewMemoryLimiterClock(a.clock.now), true, nil),
 		PlanExists: q.PlanExists, AllowPrivateUpstreams: true, HealthWindow: 4, HealthFailures: 3, ProbeEvery: time.Hour, Now: a.clock.now}
 	var recovered []*journal.Recovered
 	if gwOpts != nil {

@@ -901,3 +901,27 @@ func TestGatewayShutdownCutIsNotAChannelFailure(t *testing.T) {
 		g.ledgerEqualsLogs(t)
 	})
 }
+
+// An uncapped call counts the cap the gateway sends it (4096 output tokens)
+// against token rates, as it is reserved for: it may use that many.
+func TestGatewayTokenRateCountsTheCapOfUncappedCalls(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, d store.Dialect) {
+		up := newFakeOpenAI(t, "sk-tpm")
+		g := newGW(t, d, up)
+		key := g.a.want(g.a.do("POST", "/api/v1/api-keys", g.org.OwnerToken, map[string]any{"name": "tpm", "tokensPerMinute": 5000}, nil), 201, "").str("secret")
+		g.a.clock.stop() // no refill between the two calls
+		if r := g.post(t, "/v1/chat/completions", key, chat("gpt-test", nil)); r.StatusCode != 200 {
+			t.Fatalf("the first uncapped call: %d %s", r.StatusCode, readAll(t, r))
+		} else {
+			r.Body.Close()
+		}
+		if status, _, code, _ := openAIErr(t, g.post(t, "/v1/chat/completions", key, chat("gpt-test", nil))); status != 429 || code != "rate_limit_exceeded" {
+			t.Errorf("a second uncapped call within the minute: %d %s, want 429 rate_limit_exceeded (4096 + prompt counted for each)", status, code)
+		}
+		if r := g.post(t, "/v1/chat/completions", key, chat("gpt-test", map[string]any{"max_tokens": 16})); r.StatusCode != 200 {
+			t.Errorf("a small capped call: %d %s", r.StatusCode, readAll(t, r))
+		} else {
+			r.Body.Close()
+		}
+	})
+}
