@@ -24,8 +24,14 @@ type Scope struct {
 	Reason       string // why platform scope was taken (for logs and audit)
 }
 
-// WithTenant returns a context whose database accesses are confined to tenantID.
+// WithTenant returns a context whose database accesses are confined to
+// tenantID. The platform's own rows (PlatformTenantID) are the platform
+// role's: that scope always runs on the platform role's connection, and on
+// PostgreSQL row-level security refuses them to every other role.
 func WithTenant(ctx context.Context, tenantID string) context.Context {
+	if tenantID == PlatformTenantID {
+		return WithTenantOnPlatform(ctx, tenantID, "the platform's own rows")
+	}
 	return context.WithValue(Track(ctx), scopeKey{}, Scope{TenantID: tenantID})
 }
 

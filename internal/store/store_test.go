@@ -205,6 +205,43 @@ func TestRLSAloneIsolates(t *testing.T) {
 		t.Errorf("%d tenant-isolation policies for %d tenant tables", policies, len(store.TenantTables()))
 	}
 
+	// The platform's own rows (the all-zero tenant id: platform channels and
+	// prices, operator sessions, platform audit) are the platform role's: SQL
+	// injected into tenant work that names the zero id as its tenant reads and
+	// writes none of them.
+	platformCtx := store.WithPlatform(ctx, "test: a platform audit row")
+	storetest.Must(t, s.Tx(platformCtx, func(tx *gorm.DB) error {
+		return tx.Exec(`INSERT INTO audit_events (tenant_id, id, actor_type, service_id, event_type, resource, action, outcome, occurred_at)
+			VALUES (?, ?, 'system', 'test', 'test.platform', 'test', 'create', 'success', now())`, store.PlatformTenantID, newID()).Error
+	}))
+	var seen int64
+	storetest.Must(t, s.Tx(store.WithTenant(ctx, a), func(tx *gorm.DB) error {
+		if err := tx.Exec("SELECT set_config('app.tenant_id', ?, true)", store.PlatformTenantID).Error; err != nil {
+			return err
+		}
+		return tx.Raw("SELECT count(*) FROM audit_events").Scan(&seen).Error
+	}))
+	if seen != 0 {
+		t.Errorf("the server's role, naming the zero tenant id by SQL, sees %d platform rows", seen)
+	}
+	err := s.Tx(store.WithTenant(ctx, a), func(tx *gorm.DB) error {
+		if err := tx.Exec("SELECT set_config('app.tenant_id', ?, true)", store.PlatformTenantID).Error; err != nil {
+			return err
+		}
+		return tx.Exec(`INSERT INTO audit_events (tenant_id, id, actor_type, service_id, event_type, resource, action, outcome, occurred_at)
+			VALUES (?, ?, 'system', 'test', 'forged', 'test', 'create', 'success', now())`, store.PlatformTenantID, newID()).Error
+	})
+	if err == nil {
+		t.Error("the server's role wrote a platform row by naming the zero tenant id")
+	}
+	var platformRows int64 // through the platform role, WithTenant(PlatformTenantID) works
+	storetest.Must(t, s.Tx(store.WithTenant(ctx, store.PlatformTenantID), func(tx *gorm.DB) error {
+		return tx.Raw("SELECT count(*) FROM audit_events WHERE event_type = 'test.platform'").Scan(&platformRows).Error
+	}))
+	if platformRows != 1 {
+		t.Errorf("the platform's own scope sees %d of its rows, want 1", platformRows)
+	}
+
 	// No scope at all: raw SQL sees nothing.
 	var n int64
 	storetest.Must(t, s.Tx(ctx, func(tx *gorm.DB) error { return tx.Raw("SELECT count(*) FROM users").Scan(&n).Error }))
