@@ -108,6 +108,7 @@ var envDoc = []envVar{
 	{Name: "TENANTGATE_OIDC_ORG_CLAIM", Doc: "… the claim naming the organisation (default urn:zitadel:iam:org:id)"},
 	{Name: "TENANTGATE_OIDC_ROLES_CLAIM", Doc: "… an optional claim listing tenant roles"},
 	{Name: "TENANTGATE_OIDC_JIT", Kind: "bool", Doc: "… create users on first sign-in (default true)"},
+	{Name: "TENANTGATE_PASSWORD_PROFILE", Doc: "default, or fast for tests only: cheap password hashing that must never run in production (default default)"},
 	{Name: "TENANTGATE_BOOTSTRAP_OPERATOR_EMAIL", Doc: "create this platform operator on first start …"},
 	{Name: "TENANTGATE_BOOTSTRAP_OPERATOR_PASSWORD", Doc: "… with this password"},
 }
