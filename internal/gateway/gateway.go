@@ -331,9 +331,13 @@ func (g *Service) Reload(ctx context.Context) error {
 				continue
 			}
 		}
-		if h, ok := old[c.ID]; ok {
-			l.health = h
-		} else {
+		switch h, ok := old[c.ID]; {
+		case l.health != nil:
+			// a live kept from before: it already holds its record, and
+			// requests read the field, so it is never written again
+		case ok:
+			l.health = h // a changed channel (a new live, not yet published) keeps its record
+		default:
 			l.health = &health{}
 		}
 		if c.Status == StatusEnabled && l.health.disabled.Load() && c.StatusAt != nil && c.StatusAt.UnixNano() > l.health.disabledAt.Load() {
