@@ -64,6 +64,8 @@ type Store struct {
 	nested  atomic.Int64 // transactions refused with ErrNestedTx
 	where   string       // a description without credentials, for logs
 	avail   availability
+	// checkpoints runs SQLite's WAL checkpoints in the background (nil on PostgreSQL).
+	checkpoints *checkpointer
 }
 
 // ParseURL tells which database a URL selects, and for SQLite the file:
@@ -132,6 +134,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	s := &Store{dialect: dialect, log: log}
 	var dial gorm.Dialector
+	var walPath string // SQLite's write-ahead log
 	switch s.dialect {
 	case Postgres:
 		dial = postgres.New(postgres.Config{DSN: cfg.URL})
@@ -149,9 +152,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		// WAL lets readers run beside the writer; IMMEDIATE transactions take the
 		// write lock up front so read-then-write transactions never deadlock.
+		// The WAL is checkpointed in the background (checkpoint.go), never by
+		// a commit on the request path.
 		dial = sqlite.Open("file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
-			"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate")
+			"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(0)&_txlock=immediate")
 		s.where = "sqlite:" + path
+		walPath = path + "-wal"
 	}
 	db, err := gorm.Open(dial, gcfg)
 	if err != nil {
@@ -181,6 +187,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("connect to the database %s: %w", s.where, err)
 	}
 	s.db, s.sqlDB = db, sqlDB
+	if walPath != "" {
+		s.startCheckpointer(walPath)
+	}
 	if s.dialect == Postgres && cfg.PlatformURL != "" {
 		pdb, err := gorm.Open(postgres.New(postgres.Config{DSN: cfg.PlatformURL}), newConfig())
 		if err == nil {
@@ -208,6 +217,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 
 // Close closes the pools.
 func (s *Store) Close() error {
+	s.checkpoints.close()
 	if s.platSQL != nil {
 		_ = s.platSQL.Close()
 	}

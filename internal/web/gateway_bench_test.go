@@ -14,7 +14,12 @@ import (
 // (key auth, limits, routing, relay to a local upstream, the durable usage
 // write) on SQLite, in process, with 32 calls in flight: ns/op is the
 // server's (and this client's) cost per call at saturation.
-func BenchmarkGatewayChat(b *testing.B) {
+func BenchmarkGatewayChat(b *testing.B) { benchmarkGatewayChat(b, 16) }
+
+// BenchmarkGatewayChatAlone is one call at a time: each commits alone.
+func BenchmarkGatewayChatAlone(b *testing.B) { benchmarkGatewayChat(b, 0) }
+
+func benchmarkGatewayChat(b *testing.B, parallelism int) {
 	up := newFakeOpenAI(b, "sk-upstream")
 	g := newGW(b, store.SQLite, up)
 	g.a.want(g.a.do("PUT", "/api/v1/admin/tenants/"+g.org.ID+"/entitlements", g.op, map[string]any{"limits": map[string]int64{
@@ -23,21 +28,30 @@ func BenchmarkGatewayChat(b *testing.B) {
 	body, _ := json.Marshal(chat("gpt-test", map[string]any{"max_tokens": 64}))
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	b.ReportAllocs()
-	b.SetParallelism(16) // 32 calls in flight on 2 cores: finished calls share their commits as they would under load
+	call := func() {
+		req, _ := http.NewRequest("POST", g.a.url+"/v1/chat/completions", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+g.key)
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatalf("status %d", resp.StatusCode)
+		}
+	}
 	b.ResetTimer()
+	if parallelism == 0 {
+		for b.Loop() {
+			call()
+		}
+		return
+	}
+	b.SetParallelism(parallelism) // 32 calls in flight on 2 cores: finished calls share their commits as they would under load
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			req, _ := http.NewRequest("POST", g.a.url+"/v1/chat/completions", bytes.NewReader(body))
-			req.Header.Set("Authorization", "Bearer "+g.key)
-			resp, err := client.Do(req)
-			if err != nil {
-				b.Fatal(err)
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				b.Fatalf("status %d", resp.StatusCode)
-			}
+			call()
 		}
 	})
 }

@@ -41,8 +41,15 @@ const (
 	warmFor     = 500 * time.Millisecond
 )
 
-func loadSettings(b *testing.B) (rate int, dur time.Duration) {
-	rate, dur = loadRate, loadFor
+func loadSettings(b *testing.B) (rate int, dur time.Duration, workers int) {
+	rate, dur, workers = loadRate, loadFor, loadWorkers
+	if v := os.Getenv("TENANTGATE_LOADTEST_WORKERS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > loadWorkers {
+			b.Fatalf("TENANTGATE_LOADTEST_WORKERS=%q: want 1-%d calls in flight", v, loadWorkers)
+		}
+		workers = n
+	}
 	if v := os.Getenv("TENANTGATE_LOADTEST_RATE"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 20000 {
@@ -57,7 +64,7 @@ func loadSettings(b *testing.B) (rate int, dur time.Duration) {
 		}
 		dur = time.Duration(n * float64(time.Second))
 	}
-	return rate, dur
+	return rate, dur, workers
 }
 
 // BenchmarkGatewayLoad measures the gateway's added latency, throughput and
@@ -286,7 +293,7 @@ func gatewayLoad(b *testing.B, d store.Dialect) {
 		b.Fatal(err)
 	}
 	mem := watchMemory(pid)
-	rate, dur := loadSettings(b)
+	rate, dur, workers := loadSettings(b)
 	direct, gateway := up.URL+"/v1/chat/completions", srv.url+"/v1/chat/completions"
 
 	var warm, results []*phaseResult
@@ -295,11 +302,11 @@ func gatewayLoad(b *testing.B, d store.Dialect) {
 		if stream {
 			kind = "stream"
 		}
-		results = append(results, runPhase(loadPhase{name: kind + " direct", url: direct, key: upstreamKey, stream: stream, rate: rate, dur: dur}, loadWorkers, pid))
+		results = append(results, runPhase(loadPhase{name: kind + " direct", url: direct, key: upstreamKey, stream: stream, rate: rate, dur: dur}, workers, pid))
 		warm = append(warm, runPhase(loadPhase{name: kind + " warm-up", url: gateway, key: f.key, stream: stream, idPrefix: "lt-" + kind + "-warm",
 			rate: warmRate, dur: warmFor}, loadWorkers, pid))
 		results = append(results, runPhase(loadPhase{name: kind + " gateway", url: gateway, key: f.key, stream: stream, idPrefix: "lt-" + kind,
-			rate: rate, dur: dur}, loadWorkers, pid))
+			rate: rate, dur: dur}, workers, pid))
 	}
 	peakRSS := mem.finish()
 	time.Sleep(500 * time.Millisecond) // let the writer drain the error rows it queues without waiting
@@ -310,7 +317,7 @@ func gatewayLoad(b *testing.B, d store.Dialect) {
 
 	// The figures.
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "%s: offered %d req/s open loop for %v per phase (at most %d calls in flight).\n", d, rate, dur, loadWorkers)
+	fmt.Fprintf(&sb, "%s: offered %d req/s open loop for %v per phase (at most %d calls in flight).\n", d, rate, dur, workers)
 	fmt.Fprintf(&sb, "latency = from the scheduled send to the end of the answer (includes waiting for a free worker); service = from the actual send.\n")
 	fmt.Fprintf(&sb, "The load generator, the mock upstream and the server share this machine's %d CPUs; the figures include that contention.\n", runtime.NumCPU())
 	fmt.Fprintf(&sb, "%-15s %6s %6s %6s %6s %6s | %8s %8s %8s %8s | %8s %8s | %8s | %6s %6s %5s %5s\n", "phase", "offerd", "unsent", "ok", "errors", "ok/s",
@@ -333,8 +340,11 @@ func gatewayLoad(b *testing.B, d store.Dialect) {
 			continue
 		}
 		add50, add99 := pct(gr.lat, .50)-pct(dr.lat, .50), pct(gr.lat, .99)-pct(dr.lat, .99)
-		fmt.Fprintf(&sb, "%-15s added by the gateway: p50 %+.3f ms, p99 %+.3f ms; server CPU %.0f µs per call\n", kind,
-			ms(add50), ms(add99), float64(gr.serverCPU.Microseconds())/float64(max(1, gr.sent)))
+		svc50, svc99 := pct(gr.svc, .50)-pct(dr.svc, .50), pct(gr.svc, .99)-pct(dr.svc, .99)
+		fmt.Fprintf(&sb, "%-15s added by the gateway: p50 %+.3f ms, p99 %+.3f ms (service time alone: p50 %+.3f ms, p99 %+.3f ms); server CPU %.0f µs per call\n", kind,
+			ms(add50), ms(add99), ms(svc50), ms(svc99), float64(gr.serverCPU.Microseconds())/float64(max(1, gr.sent)))
+		b.ReportMetric(ms(svc50), kind+"-added-svc-p50-ms")
+		b.ReportMetric(ms(svc99), kind+"-added-svc-p99-ms")
 		b.ReportMetric(ms(pct(dr.lat, .50)), kind+"-direct-p50-ms")
 		b.ReportMetric(ms(pct(dr.lat, .99)), kind+"-direct-p99-ms")
 		b.ReportMetric(ms(pct(gr.lat, .50)), kind+"-gw-p50-ms")
