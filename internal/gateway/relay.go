@@ -457,21 +457,36 @@ func (g *Service) relayStream(w http.ResponseWriter, r *http.Request, cl *call, 
 		head      []byte // the first chunk, whose id and model a synthesized usage chunk reuses
 		prog      = progress{g: g, l: l, cl: cl, last: g.now()}
 	)
-	write := func(data []byte) error {
-		if clientErr != nil {
+	// Events are written as they come and flushed when the gateway is about
+	// to wait for more from upstream (flushBeforeRead): events that arrived
+	// together leave in one write instead of one syscall each, and none
+	// waits in the buffer while the upstream is silent.
+	unflushed := false
+	flush := func() error {
+		if clientErr != nil || !unflushed {
 			return clientErr
 		}
 		// A stream may outlast the server's write timeout, but a client that
 		// stops reading must not hold its reservation and the channel's slot.
 		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
-		if _, err := fmt.Fprintf(w, "data: %s\n\n", data); err != nil {
-			clientErr = err
-			return err
-		}
 		if err := rc.Flush(); err != nil {
 			clientErr = err
 			return err
 		}
+		unflushed = false
+		prog.delivered(chunks.Bytes()) // what reached the client
+		return nil
+	}
+	write := func(data []byte) error {
+		if clientErr != nil {
+			return clientErr
+		}
+		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+		if _, err := fmt.Fprintf(w, "data: %s\n\n", data); err != nil {
+			clientErr = err
+			return err
+		}
+		unflushed = true
 		return nil
 	}
 	emit := func(chunk []byte, usageOnly bool) error {
@@ -493,13 +508,12 @@ func (g *Service) relayStream(w http.ResponseWriter, r *http.Request, cl *call, 
 				return err
 			}
 		}
-		if err := write(chunk); err != nil {
-			return err
-		}
-		prog.delivered(chunks.Bytes())
-		return nil
+		return write(chunk)
 	}
-	usage, ok, err := cand.l.provider.Stream(wc, t, resp.Body, emit)
+	usage, ok, err := cand.l.provider.Stream(wc, t, flushBeforeRead{resp.Body, flush}, emit)
+	if ferr := flush(); err == nil && ferr != nil {
+		err = ferr
+	}
 	status := http.StatusOK
 	switch {
 	case clientErr != nil || r.Context().Err() != nil:
@@ -661,4 +675,18 @@ func ptr[T any](v T) *T { return &v }
 func mustJSON(v any) []byte {
 	b, _ := json.Marshal(v)
 	return b
+}
+
+// flushBeforeRead flushes what was written to the client before each read
+// from the upstream, i.e. whenever the relay may have to wait for more.
+type flushBeforeRead struct {
+	r     io.Reader
+	flush func() error
+}
+
+func (f flushBeforeRead) Read(p []byte) (int, error) {
+	if err := f.flush(); err != nil {
+		return 0, err
+	}
+	return f.r.Read(p)
 }

@@ -38,6 +38,7 @@ type fakeOpenAI struct {
 	lastBody  map[string]any
 	hold      chan struct{} // when set, a stream waits here after its first chunk
 	holdPlain bool          // … and a non-streaming call before its answer
+	parts     atomic.Int32  // when set, a stream sends this many content chunks
 }
 
 func newFakeOpenAI(t testing.TB, key string) *fakeOpenAI {
@@ -98,7 +99,14 @@ func (f *fakeOpenAI) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	fl := w.(http.Flusher)
-	for i, part := range []string{"Hel", "lo", " there"} {
+	parts := []string{"Hel", "lo", " there"}
+	if n := f.parts.Load(); n > 0 { // a longer answer: n chunks of one token each
+		parts = make([]string, n)
+		for i := range parts {
+			parts[i] = " word"
+		}
+	}
+	for i, part := range parts {
 		fmt.Fprintf(w, "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":%q,\"choices\":[{\"index\":0,\"delta\":{\"content\":%q},\"finish_reason\":null}]}\n\n", model, part)
 		fl.Flush()
 		if i == 0 && f.hold != nil {
