@@ -152,10 +152,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		// WAL lets readers run beside the writer; IMMEDIATE transactions take the
 		// write lock up front so read-then-write transactions never deadlock.
-		// The WAL is checkpointed in the background (checkpoint.go), never by
-		// a commit on the request path.
+		// The WAL is also checkpointed in the background between transactions
+		// (checkpoint.go), so commits on the request path rarely pay for one.
 		dial = sqlite.Open("file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
-			"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(0)&_txlock=immediate")
+			"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate")
 		s.where = "sqlite:" + path
 		walPath = path + "-wal"
 	}
@@ -271,6 +271,7 @@ func (s *Store) Tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
 		return errs.Internal(ErrNestedTx, "")
 	}
 	defer tr.open.Store(0)
+	s.checkpoints.touch()
 	db := s.db
 	if (scope.Platform || scope.PlatformRole) && s.plat != nil {
 		db = s.plat // only the platform role may see across tenants or write platform tables
