@@ -18,7 +18,7 @@ import (
 // commits for the two cores instead of running between them.)
 const (
 	checkpointTick = 20 * time.Millisecond // how often the checkpointer looks
-	checkpointIdle = 2 * time.Millisecond // how long no transaction may have begun
+	checkpointIdle = 2 * time.Millisecond  // how long no transaction may have begun
 	// WALLimit is the WAL file size past which a checkpoint also truncates
 	// it, so a WAL that grew under load is given back.
 	WALLimit = 64 << 20
