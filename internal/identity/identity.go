@@ -152,22 +152,46 @@ func (s *Service) Signer() *Signer { return s.signer }
 
 var errBadCredentials = errs.Unauthenticated(errs.CodeInvalidCredentials, "the email or password is wrong")
 
-// checkPasswordTx is the one password check of tenant users (login and the
-// service API alike). ok is true only for a live user that has a password
-// and gave it; an unknown user, or a federated one without a password, is
-// checked against a dummy hash so the time taken tells nothing.
-func (s *Service) checkPasswordTx(tx *gorm.DB, email, password string) (u User, ok bool, err error) {
-	err = tx.Where("email = ? AND status <> ?", email, StatusDeleted).Take(&u).Error
-	if err != nil && !store.IsNotFound(err) {
+// checkPassword is the one password check of tenant users (login and the
+// service API alike). ok is true only for a user that has a password and
+// gave it; an unknown user, or a federated one without a password, is
+// checked against a dummy hash so the time taken tells nothing. The hash is
+// verified outside any transaction: argon2id takes tens of milliseconds of
+// CPU, and on SQLite a transaction holds the one write lock all that time.
+// Callers that then write re-read the user in their transaction and call
+// stillSame, so a password changed meanwhile is not honoured.
+func (s *Service) checkPassword(ctx context.Context, email, password string) (u User, ok bool, err error) {
+	err = s.store.Tx(ctx, func(tx *gorm.DB) error {
+		if err := tx.Where("email = ? AND status <> ?", email, StatusDeleted).Take(&u).Error; err != nil && !store.IsNotFound(err) {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
 		return u, false, err
 	}
-	found := err == nil && u.PasswordHash != nil
+	found := u.ID != "" && u.PasswordHash != nil
 	hash := s.dummyHash
 	if found {
 		hash = *u.PasswordHash
 	}
 	match, _ := VerifyPassword(password, hash)
 	return u, found && match, nil
+}
+
+// stillSame re-reads, inside tx, the user a password was checked for, and
+// reports whether it still has that password (a change or a removal in
+// between voids the check); cur is its current row.
+func stillSame(tx *gorm.DB, checked User) (cur User, same bool, err error) {
+	err = tx.Where("id = ?", checked.ID).Take(&cur).Error
+	if store.IsNotFound(err) {
+		return cur, false, nil
+	}
+	if err != nil {
+		return cur, false, err
+	}
+	same = cur.PasswordHash != nil && checked.PasswordHash != nil && *cur.PasswordHash == *checked.PasswordHash
+	return cur, same, nil
 }
 
 // Login checks a tenant user's password (the tenant comes from ctx's scope)
@@ -185,10 +209,19 @@ func (s *Service) Login(ctx context.Context, email, password, code string) (*Use
 	var tokens *Tokens
 	var failure error
 	counted := false // whether the failure counts toward a lockout
-	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
-		u, ok, err := s.checkPasswordTx(tx, email, password)
-		if err != nil {
-			return err
+	checked, ok, err := s.checkPassword(ctx, email, password)
+	if err != nil {
+		return nil, nil, errs.Internal(err, "log in")
+	}
+	err = s.store.Tx(ctx, func(tx *gorm.DB) error {
+		u := checked
+		if ok {
+			var err error
+			var same bool
+			if u, same, err = stillSame(tx, checked); err != nil {
+				return err
+			}
+			ok = same
 		}
 		reason := ""
 		amr := []string{"pwd"}
@@ -355,10 +388,17 @@ func (s *Service) CheckCredentials(ctx context.Context, email, password string) 
 		return nil, err
 	}
 	var user *User
-	err := s.store.Tx(ctx, func(tx *gorm.DB) error {
-		u, ok, err := s.checkPasswordTx(tx, email, password)
-		if err != nil {
-			return err
+	checked, ok, err := s.checkPassword(ctx, email, password)
+	if err != nil {
+		return nil, errs.Internal(err, "validate credentials")
+	}
+	err = s.store.Tx(ctx, func(tx *gorm.DB) error {
+		u := checked
+		if ok {
+			var err error
+			if u, ok, err = stillSame(tx, checked); err != nil {
+				return err
+			}
 		}
 		if !ok || u.Status != StatusActive {
 			return audit.Record(ctx, tx, audit.Entry{TenantID: tenantID, EventType: "auth.credentials_rejected", Resource: "user",
