@@ -277,6 +277,9 @@ func (g *Service) attempt(w http.ResponseWriter, r *http.Request, cl *call, cand
 	if !lv.provider.Supports(wc.Op) {
 		return false, errs.E(errs.KindInvalid, CodeUpstreamError, "the %s channel for %q does not serve %s calls", lv.ch.Provider, cl.Model, cl.Op)
 	}
+	if g.cutCtx.Err() != nil { // the shutdown's grace is over: no new upstream call
+		return true, g.shutDown(l, lv, cand, start)
+	}
 	idle, total := lv.ch.deadlines()
 	up, end := newUpstreamCall(r.Context(), total)
 	defer end()
