@@ -191,12 +191,16 @@ func CreateTenant(ctx context.Context, tenants *tenant.Service, ident *identity.
 	if err := f.Err(); err != nil {
 		return nil, nil, nil, err
 	}
+	ownerIn, err := ident.Hashed(in.owner()) // before the transaction, not inside it
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	var owner *identity.User
 	var tokens *identity.Tokens
 	t, err := tenants.Create(ctx, tenant.Signup{Slug: in.Slug, Name: in.Name, Plan: in.Plan},
 		func(ctx context.Context, tx *gorm.DB, t *tenant.Tenant) error {
 			var err error
-			owner, err = ident.CreateUserTx(ctx, tx, in.owner())
+			owner, err = ident.CreateUserTx(ctx, tx, ownerIn)
 			if err != nil {
 				return prefixFields(err, "owner")
 			}
