@@ -214,6 +214,13 @@ type live struct {
 	next     atomic.Uint64 // round robin over keys
 }
 
+// down reports whether the health check has taken the channel out of
+// routing: recorded as auto_disabled, or disabled in this process before the
+// next reload records it.
+func (l *live) down() bool {
+	return l.ch.Status == StatusAutoDisabled || (l.ch.Status == StatusEnabled && l.health.disabled.Load())
+}
+
 func (l *live) key() string {
 	if len(l.keys) == 0 {
 		return ""
@@ -428,7 +435,7 @@ func (g *Service) candidates(tenantID, plan, model string, byok bool, set *Setti
 			if !l.ch.Serves(model) || l.provider == nil || (!isOwn && len(l.ch.Plans) > 0 && !slices.Contains(l.ch.Plans, plan)) {
 				continue
 			}
-			if l.ch.Status == StatusAutoDisabled || (l.ch.Status == StatusEnabled && l.health.disabled.Load()) {
+			if l.down() {
 				down = append(down, candidate{l: l, upstream: l.ch.UpstreamModel(model), byok: isOwn})
 				continue
 			}

@@ -27,7 +27,7 @@ func (g *Service) retryAfterUnhealthy() int {
 // answered (a trial call while its model had no other) is enabled again.
 func (g *Service) ok(l *live) {
 	l.health.record(g.opts.HealthWindow, false)
-	if l.ch.Status == StatusAutoDisabled || l.health.disabled.Load() {
+	if l.down() {
 		g.revive(l, "a call through it succeeded")
 	}
 }
@@ -42,13 +42,21 @@ func (g *Service) revive(l *live, why string) {
 	go func() {
 		defer l.health.reviving.Store(false)
 		ctx := actor.With(context.Background(), actor.System("gateway health"))
-		if err := g.setStatus(ctx, l.ch.TenantID, l.ch.ID, StatusEnabled, why, "ai_channel.re_enabled", StatusAutoDisabled); err != nil {
-			g.log.Error("could not re-enable the channel", "channel", l.ch.ID, "err", err)
-			return
+		if g.reenable(ctx, l, why) {
+			_ = g.Reload(ctx)
 		}
-		g.log.Info("an AI channel answers again and was re-enabled", "channel", l.ch.ID, "name", l.ch.Name, "why", why)
-		_ = g.Reload(ctx)
 	}()
+}
+
+// reenable records that an automatically disabled channel serves again
+// (status enabled, audited); every process takes it back at its next reload.
+func (g *Service) reenable(ctx context.Context, l *live, why string) bool {
+	if err := g.setStatus(ctx, l.ch.TenantID, l.ch.ID, StatusEnabled, why, "ai_channel.re_enabled", StatusAutoDisabled); err != nil {
+		g.log.Error("could not re-enable the channel", "channel", l.ch.ID, "err", err)
+		return false
+	}
+	g.log.Info("an AI channel answers again and was re-enabled", "channel", l.ch.ID, "name", l.ch.Name, "why", why)
+	return true
 }
 
 // fail records a failure; the channel is disabled at once when its key was
@@ -119,7 +127,7 @@ func (g *Service) ProbeDisabled(ctx context.Context) {
 	var down []*live
 	for _, ls := range g.byOwner {
 		for _, l := range ls {
-			if (l.ch.Status == StatusAutoDisabled || (l.ch.Status == StatusEnabled && l.health.disabled.Load())) && now >= l.health.probeAt.Load() {
+			if l.down() && now >= l.health.probeAt.Load() {
 				down = append(down, l)
 			}
 		}
@@ -132,14 +140,10 @@ func (g *Service) ProbeDisabled(ctx context.Context) {
 			g.backOff(l)
 			continue
 		}
-		actx := actor.With(ctx, actor.System("gateway probe"))
-		if err := g.setStatus(actx, l.ch.TenantID, l.ch.ID, StatusEnabled, "the probe answered", "ai_channel.re_enabled", StatusAutoDisabled); err != nil {
-			g.log.Error("could not re-enable the channel", "channel", l.ch.ID, "err", err)
-			continue
+		if g.reenable(actor.With(ctx, actor.System("gateway probe")), l, "the probe answered") {
+			l.health.reset()
+			changed = true
 		}
-		l.health.reset()
-		changed = true
-		g.log.Info("an AI channel answers again and was re-enabled", "channel", l.ch.ID, "name", l.ch.Name)
 	}
 	if changed {
 		g.Reload(ctx)
