@@ -452,16 +452,21 @@ func (u *keyUse) note(e *keyEntry, now time.Time) {
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	u.addLocked(e.key.TenantID, e.key.ID, now)
+}
+
+// addLocked records a key's use at at, unless a later one is recorded.
+func (u *keyUse) addLocked(tenantID, keyID string, at time.Time) {
 	if u.pending == nil {
 		u.pending = map[string]map[string]time.Time{}
 	}
-	byKey := u.pending[e.key.TenantID]
+	byKey := u.pending[tenantID]
 	if byKey == nil {
 		byKey = map[string]time.Time{}
-		u.pending[e.key.TenantID] = byKey
+		u.pending[tenantID] = byKey
 	}
-	if now.After(byKey[e.key.ID]) {
-		byKey[e.key.ID] = now
+	if at.After(byKey[keyID]) {
+		byKey[keyID] = at
 	}
 }
 
@@ -493,18 +498,8 @@ func (s *Service) FlushKeyUse(ctx context.Context) (int, error) {
 			firstErr = err
 		}
 		s.keyUse.mu.Lock() // put them back, unless newer uses came meanwhile
-		if s.keyUse.pending == nil {
-			s.keyUse.pending = map[string]map[string]time.Time{}
-		}
-		cur := s.keyUse.pending[tenantID]
-		if cur == nil {
-			cur = map[string]time.Time{}
-			s.keyUse.pending[tenantID] = cur
-		}
 		for id, at := range byKey {
-			if at.After(cur[id]) {
-				cur[id] = at
-			}
+			s.keyUse.addLocked(tenantID, id, at)
 		}
 		s.keyUse.mu.Unlock()
 	}

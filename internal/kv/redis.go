@@ -237,42 +237,38 @@ type inBreaker struct{}
 // ProcessHook implements redis.Hook.
 func (b *Breaker) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if ctx.Value(inBreaker{}) != nil {
-			return next(ctx, cmd)
-		}
-		ctx = context.WithValue(ctx, inBreaker{}, b)
-		probe, ok := b.allow()
-		if !ok {
-			b.rejected.Add(1)
-			cmd.SetErr(ErrBreakerOpen)
-			return ErrBreakerOpen
-		}
-		b.attempts.Add(1)
-		err := next(ctx, cmd)
-		b.done(ctx, probe, err)
-		return err
+		return b.guard(ctx, func(ctx context.Context) error { return next(ctx, cmd) }, func() { cmd.SetErr(ErrBreakerOpen) })
 	}
+}
+
+// guard runs one attempt (a command or a pipeline) through the breaker:
+// refused at once while it is open (refuse marks the commands), counted
+// otherwise. A handshake inside an admitted attempt is part of it.
+func (b *Breaker) guard(ctx context.Context, run func(context.Context) error, refuse func()) error {
+	if ctx.Value(inBreaker{}) != nil {
+		return run(ctx)
+	}
+	ctx = context.WithValue(ctx, inBreaker{}, b)
+	probe, ok := b.allow()
+	if !ok {
+		b.rejected.Add(1)
+		refuse()
+		return ErrBreakerOpen
+	}
+	b.attempts.Add(1)
+	err := run(ctx)
+	b.done(ctx, probe, err)
+	return err
 }
 
 // ProcessPipelineHook implements redis.Hook.
 func (b *Breaker) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if ctx.Value(inBreaker{}) != nil {
-			return next(ctx, cmds)
-		}
-		ctx = context.WithValue(ctx, inBreaker{}, b)
-		probe, ok := b.allow()
-		if !ok {
-			b.rejected.Add(1)
+		return b.guard(ctx, func(ctx context.Context) error { return next(ctx, cmds) }, func() {
 			for _, c := range cmds {
 				c.SetErr(ErrBreakerOpen)
 			}
-			return ErrBreakerOpen
-		}
-		b.attempts.Add(1)
-		err := next(ctx, cmds)
-		b.done(ctx, probe, err)
-		return err
+		})
 	}
 }
 
