@@ -53,6 +53,18 @@ func (f *faultyDB) exec(q string) {
 	}
 }
 
+// gateway builds the server over the database with a usage journal in dir,
+// and a tenant with a key and a priced platform channel to a fake upstream.
+func (f *faultyDB) gateway(dir string, o journal.Options) (*gw, *journal.Journal, *fakeOpenAI) {
+	f.t.Helper()
+	j, _, err := journal.Open(dir, o)
+	storetest.Must(f.t, err)
+	f.t.Cleanup(func() { _ = j.Close() })
+	a := newAPIWith(f.t, f.app, nil, func(o *gateway.Options) { o.Journal = j })
+	up := newFakeOpenAI(f.t, "sk-upstream")
+	return newGWOn(f.t, a, up), j, up
+}
+
 // fail makes every insert into ai_request_logs fail (on) or work (off).
 func (f *faultyDB) fail(on bool) {
 	f.t.Helper()
@@ -119,12 +131,7 @@ func TestGatewayUsageSurvivesAFailingDatabase(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, d store.Dialect) {
 		fdb := newFaultyDB(t, d)
 		dir := t.TempDir()
-		j, _, err := journal.Open(dir, journal.Options{})
-		storetest.Must(t, err)
-		t.Cleanup(func() { _ = j.Close() })
-		a := newAPIWith(t, fdb.app, nil, func(o *gateway.Options) { o.Journal = j })
-		up := newFakeOpenAI(t, "sk-upstream")
-		g := newGWOn(t, a, up)
+		g, j, _ := fdb.gateway(dir, journal.Options{})
 
 		fdb.fail(true)
 		events := sse(t, g.post(t, "/v1/chat/completions", g.key, chat("gpt-test", map[string]any{"stream": true})))
@@ -157,7 +164,7 @@ func TestGatewayUsageSurvivesAFailingDatabase(t *testing.T) {
 		if len(rec) != 2 || rec[0].Final == nil || rec[1].Final == nil {
 			t.Fatalf("the snapshot holds %d calls", len(rec))
 		}
-		g2 := gateway.New(a.store, gateway.Options{Billing: a.billing, Meter: a.quota, Journal: j2})
+		g2 := gateway.New(g.a.store, gateway.Options{Billing: g.a.billing, Meter: g.a.quota, Journal: j2})
 		settled, parked, err := g2.Recover(context.Background(), rec)
 		if err != nil || settled != 2 || parked != 0 {
 			t.Errorf("replay: settled %d parked %d err %v", settled, parked, err)
@@ -178,12 +185,7 @@ func TestGatewayUsageSurvivesAFailingDatabase(t *testing.T) {
 func TestGatewayRefusesCallsNothingCanRecord(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, d store.Dialect) {
 		fdb := newFaultyDB(t, d)
-		j, _, err := journal.Open(t.TempDir(), journal.Options{MaxBytes: 64}) // no call fits
-		storetest.Must(t, err)
-		t.Cleanup(func() { _ = j.Close() })
-		a := newAPIWith(t, fdb.app, nil, func(o *gateway.Options) { o.Journal = j })
-		up := newFakeOpenAI(t, "sk-upstream")
-		g := newGWOn(t, a, up)
+		g, _, up := fdb.gateway(t.TempDir(), journal.Options{MaxBytes: 64}) // no call fits
 
 		fdb.fail(true)
 		r := g.post(t, "/v1/chat/completions", g.key, chat("gpt-test", nil))
@@ -315,12 +317,8 @@ func TestGatewayRowTheDatabaseAlwaysRefusesIsSetAside(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, d store.Dialect) {
 		fdb := newFaultyDB(t, d)
 		dir := t.TempDir()
-		j, _, err := journal.Open(dir, journal.Options{})
-		storetest.Must(t, err)
-		t.Cleanup(func() { _ = j.Close() })
-		a := newAPIWith(t, fdb.app, nil, func(o *gateway.Options) { o.Journal = j })
-		up := newFakeOpenAI(t, "sk-upstream")
-		g := newGWOn(t, a, up)
+		g, j, up := fdb.gateway(dir, journal.Options{})
+		a := g.a
 		a.want(a.do("POST", "/api/v1/admin/channels", g.op, map[string]any{"name": "poison", "provider": "openai",
 			"baseUrl": up.URL + "/v1", "keys": []string{up.key}, "models": []string{"gpt-poison"}}, nil), 201, "")
 		a.want(a.do("PUT", "/api/v1/admin/prices/gpt-poison", g.op, map[string]any{"inputPerMTok": "2.00", "outputPerMTok": "8.00"}, nil), 200, "")
